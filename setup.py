@@ -36,7 +36,6 @@ setup(
     entry_points={
         "console_scripts": [
             "zeroplay-train=zeroplay.train:main",
-            "zeroplay-eval=zeroplay.eval:main",
         ],
     },
 )
