@@ -1,0 +1,268 @@
+"""The rollout sampler: one jitted prefill, one jitted `lax.while_loop` decode, static buckets.
+
+    out = generate(model, params, [[1, 2, 3], [4, 5]], max_new_tokens=64, num_samples=8,
+                   temperature=1.0, eos_token_ids=(2,), rng=jax.random.PRNGKey(0))
+    out.tokens [N, G, 64] int32, out.lengths [N, G] int32, out.logprobs [N, G, 64] float32
+
+Prompts are left-padded to a prompt bucket P; rotary positions count real tokens only and
+`kv_mask` hides the pad slots, so a ragged batch produces exactly the tokens of unpadded runs.
+Each prompt is prefilled once and its cache copied to its G sample rows. The decode loop writes
+slot P + i at step i for every row into a preallocated cache of P + M slots (M = new-token
+bucket); its state is donated so XLA updates the cache in place, and it exits as soon as every
+row has finished. Stop strings are checked on the host between chunks of decode steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from zeroplay.models.decoder import CACHE_LOGICAL_AXES, init_cache
+from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
+from zeroplay.sampling.logits_processing import SamplingMode, choose, row_keys
+from zeroplay.sampling.stop import StopChecker
+
+_TRACES = {"prefill": 0, "decode": 0}
+
+
+def compile_count() -> int:
+    """How many sampler programs have been traced (each trace is one XLA compilation)."""
+    return _TRACES["prefill"] + _TRACES["decode"]
+
+
+@dataclasses.dataclass
+class SampleOutput:
+    tokens: np.ndarray  # int32 [N, G, max_new_tokens]
+    lengths: np.ndarray  # int32 [N, G]
+    logprobs: np.ndarray  # float32 [N, G, max_new_tokens]
+
+
+@flax.struct.dataclass
+class DecodeState:
+    cache: dict  # {"k", "v"}: [L, B, P + M, KVH, D]
+    kv_mask: jax.Array  # bool [B, P + M]: real prompt slots, and every generated slot
+    last: jax.Array  # int32 [B]: the token to feed next
+    next_pos: jax.Array  # int32 [B]: its rotary position
+    tokens: jax.Array  # int32 [B, M]
+    logprobs: jax.Array  # float32 [B, M]
+    lengths: jax.Array  # int32 [B]
+    finished: jax.Array  # bool [B]
+    keys: jax.Array  # uint32 [B, 2]: one random stream per row
+    step: jax.Array  # int32 []: tokens generated so far
+
+
+def _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, vocab_size, max_len):
+    if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
+        raise ValueError("prompts must be a non-empty list of token-id lists")
+    if int(max_new_tokens) <= 0:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if int(num_samples) <= 0:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if not (0.0 < float(top_p) <= 1.0):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if float(temperature) < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if int(top_k) < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+        arr = np.asarray(p)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"prompt {i} is not a flat list of integer token ids")
+        if arr.min() < 0 or arr.max() >= vocab_size:
+            raise ValueError(f"prompt {i} has token ids outside [0, {vocab_size})")
+        if len(p) + int(max_new_tokens) > max_len:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it needs "
+                             f"{len(p) + int(max_new_tokens)} cache slots but the cache allows {max_len}")
+
+
+def _is_eos(tok: jax.Array, eos: jax.Array) -> jax.Array:
+    return jnp.any(tok[:, None] == eos[None, :], axis=-1)
+
+
+class _Programs:
+    """The jitted prefill and decode for one (model, sampling mode, fan-out, mesh)."""
+
+    def __init__(self, model, mode: SamplingMode, num_samples: int, mesh, rules):
+        self.model, self.cfg, self.mode, self.g = model, model.cfg, mode, num_samples
+        self.mesh, self.rules = mesh, rules
+        self.prefill = jax.jit(self._prefill, static_argnames=("max_new",))
+        self.decode = jax.jit(self._decode, donate_argnums=(1,))
+
+    def _constrain(self, state: DecodeState) -> DecodeState:
+        if self.mesh is None:
+            return state
+        from zeroplay.parallel import fit_to_shape, logical_to_sharding
+
+        cache_spec = logical_to_sharding(PartitionSpec(*CACHE_LOGICAL_AXES), self.mesh, self.rules)
+        batch_spec = logical_to_sharding(PartitionSpec("batch"), self.mesh, self.rules)
+
+        def put(x, spec):
+            s = fit_to_shape(spec, x.shape)
+            return jax.lax.with_sharding_constraint(x, s)
+
+        cache = {k: put(v, cache_spec) for k, v in state.cache.items()}
+        rows = {f: put(getattr(state, f), batch_spec) for f in
+                ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths", "finished", "keys")}
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        return state.replace(cache=cache, step=jax.lax.with_sharding_constraint(state.step, rep), **rows)
+
+    def _logits_last(self, params, hidden):
+        from zeroplay.models.decoder import lm_head_kernel
+
+        w = lm_head_kernel(params, self.cfg).astype(self.cfg.dtype)
+        return jnp.dot(hidden.astype(self.cfg.dtype), w).astype(jnp.float32)
+
+    def _prefill(self, params, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
+        _TRACES["prefill"] += 1
+        cfg, g = self.cfg, self.g
+        n, p = ids.shape
+        positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
+        cache = init_cache(cfg, n, p)
+        hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=cache,
+                                         cache_index=0, kv_mask=mask, return_hidden=True)
+        logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
+        # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
+        b = n * g
+        full = {k: jnp.pad(jnp.repeat(v, g, axis=1), ((0, 0), (0, 0), (0, max_new), (0, 0), (0, 0)))
+                for k, v in cache.items()}
+        logits = jnp.repeat(logits, g, axis=0)
+        kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
+        prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
+        keys = row_keys(rng, prompt_idx, jnp.arange(b, dtype=jnp.int32) % g)
+        tok, lp = choose(logits, keys, jnp.int32(0), self.mode, temperature, top_p)
+        pad_row = prompt_idx >= n_real
+        tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(tok)
+        logprobs = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp)
+        state = DecodeState(cache=full, kv_mask=kv_mask, last=tok,
+                            next_pos=jnp.repeat(positions[:, -1] + 1, g), tokens=tokens, logprobs=logprobs,
+                            lengths=jnp.ones((b,), jnp.int32), finished=_is_eos(tok, eos) | pad_row,
+                            keys=keys, step=jnp.int32(1))
+        return self._constrain(state)
+
+    def _decode(self, params, state: DecodeState, limit, temperature, top_p, eos):
+        _TRACES["decode"] += 1
+        p = state.kv_mask.shape[1] - state.tokens.shape[1]
+
+        def cond(s: DecodeState):
+            return (s.step < limit) & ~jnp.all(s.finished)
+
+        def body(s: DecodeState):
+            logits, cache = self.model.apply({"params": params}, s.last[:, None], positions=s.next_pos[:, None],
+                                             cache=s.cache, cache_index=p + s.step - 1, kv_mask=s.kv_mask)
+            tok, lp = choose(logits[:, 0], s.keys, s.step, self.mode, temperature, top_p)
+            live = ~s.finished
+            tokens = jax.lax.dynamic_update_slice_in_dim(s.tokens, jnp.where(live, tok, 0)[:, None], s.step, 1)
+            logprobs = jax.lax.dynamic_update_slice_in_dim(s.logprobs, jnp.where(live, lp, 0.0)[:, None],
+                                                           s.step, 1)
+            return s.replace(cache=cache, last=tok, next_pos=s.next_pos + 1, tokens=tokens, logprobs=logprobs,
+                             lengths=s.lengths + live.astype(jnp.int32),
+                             finished=s.finished | _is_eos(tok, eos), step=s.step + 1)
+
+        return self._constrain(jax.lax.while_loop(cond, body, state))
+
+
+_PROGRAMS: dict[Any, _Programs] = {}
+
+
+def _programs(model, mode, num_samples, mesh, rules) -> _Programs:
+    key = (repr(model.cfg), mode, num_samples, id(mesh) if mesh is not None else None, repr(rules))
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = _Programs(model, mode, num_samples, mesh, rules)
+    return _PROGRAMS[key]
+
+
+def _as_raw_key(rng) -> jax.Array:
+    if rng is None:
+        return jax.random.PRNGKey(0)
+    if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(rng)
+    return jnp.asarray(rng, jnp.uint32)
+
+
+def _place_params(params, model, mesh, rules):
+    from zeroplay.models.decoder import logical_axes
+    from zeroplay.parallel import param_shardings
+
+    shardings = param_shardings(params, logical_axes(model.cfg), mesh, rules)
+    # device_put is a no-op for leaves that already have this sharding (live training params).
+    return jax.tree.map(lambda x, s: x if getattr(x, "sharding", None) == s else jax.device_put(x, s),
+                        params, shardings)
+
+
+def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
+             rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
+             mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
+             pad_token_id: int = 0) -> SampleOutput:
+    """Sample `num_samples` completions of every prompt (see the module docstring).
+
+    tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
+    eos token, or the end of its first stop string, both included); logprobs [N, G,
+    max_new_tokens] float32 under the model's own log-softmax. Positions past a row's length
+    hold `pad_token_id` and logprob 0. temperature=0 is greedy.
+    stop_strings (with `tokenizer`): checked on the host every `stop_check_every` decode steps.
+    mesh / rules: shard params (no copy when already placed) and the cache, rows over the batch axes.
+    """
+    cfg = model.cfg
+    max_len = int(max_cache_len or cfg.max_position_embeddings)
+    _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
+    if stop_strings and tokenizer is None:
+        raise ValueError("stop_strings need a tokenizer to decode the completions")
+    buckets = buckets or DEFAULT_BUCKETS
+    n, g, max_new_tokens = len(prompts), int(num_samples), int(max_new_tokens)
+    mode = SamplingMode.from_args(float(temperature), float(top_p), int(top_k), cfg.vocab_size)
+    p_len = buckets.prompt(max(len(x) for x in prompts))
+    n_pad = buckets.batch(n)
+    m = buckets.new(max_new_tokens)
+
+    ids = np.full((n_pad, p_len), pad_token_id, np.int32)
+    mask = np.zeros((n_pad, p_len), bool)
+    for i, prompt in enumerate(prompts):
+        ids[i, p_len - len(prompt):] = prompt
+        mask[i, p_len - len(prompt):] = True
+    mask[n:, -1] = True  # padding rows: one dummy token, finished from the start
+
+    eos = np.full((max(4, -(-len(eos_token_ids) // 4) * 4),), -1, np.int32)
+    eos[:len(eos_token_ids)] = list(eos_token_ids)
+    progs = _programs(model, mode, g, mesh, rules)
+    if mesh is not None:
+        params = _place_params(params, model, mesh, rules)
+    temp = jnp.float32(temperature if temperature > 0 else 1.0)
+    top_p_arr = jnp.float32(top_p)
+    eos_arr = jnp.asarray(eos)
+    state = progs.prefill(params, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
+                          top_p_arr, eos_arr, max_new=m)
+
+    checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
+    if checker is None:
+        state = progs.decode(params, state, jnp.int32(max_new_tokens), temp, top_p_arr, eos_arr)
+    else:
+        done = 1
+        while True:
+            done_rows = checker.update(np.asarray(state.tokens), np.asarray(state.lengths), done)
+            if done_rows.any():
+                state = state.replace(finished=state.finished | jnp.asarray(done_rows))
+            done = int(state.step)
+            if done >= max_new_tokens or bool(jnp.all(state.finished)):
+                break
+            limit = min(done + int(stop_check_every), max_new_tokens)
+            state = progs.decode(params, state, jnp.int32(limit), temp, top_p_arr, eos_arr)
+
+    tokens = np.asarray(state.tokens)[: n * g, :max_new_tokens]
+    logprobs = np.asarray(state.logprobs)[: n * g, :max_new_tokens]
+    lengths = np.minimum(np.asarray(state.lengths)[: n * g], max_new_tokens)
+    if checker is not None:
+        lengths = np.minimum(lengths, checker.lengths(tokens, lengths))
+    past = np.arange(max_new_tokens)[None, :] >= lengths[:, None]
+    tokens = np.where(past, pad_token_id, tokens).astype(np.int32)
+    logprobs = np.where(past, 0.0, logprobs).astype(np.float32)
+    return SampleOutput(tokens=tokens.reshape(n, g, max_new_tokens), lengths=lengths.astype(np.int32).reshape(n, g),
+                        logprobs=logprobs.reshape(n, g, max_new_tokens))
