@@ -37,9 +37,17 @@ class SamplingMode:
         return cls(greedy=False, top_k=k, use_top_p=top_p < 1.0)
 
 
-def row_keys(rng: jax.Array, prompt_idx: jax.Array, sample_idx: jax.Array) -> jax.Array:
-    """One key per row from (rng, prompt index, sample index): independent of batch composition."""
-    return jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(rng, p), s))(prompt_idx, sample_idx)
+def row_uniforms(rng: jax.Array, prompt_idx: jax.Array, sample_idx: jax.Array, steps: int) -> jax.Array:
+    """Uniforms [B, steps]: entry (r, i) depends only on (rng, prompt, sample, step i).
+
+    So a row's draws do not depend on what else is in the batch, nor on the bucket sizes; drawn
+    once before the loop, so no random-number generation runs per step.
+    """
+    def one(p, s):
+        key = jax.random.fold_in(jax.random.fold_in(rng, p), s)
+        return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(jnp.arange(steps))
+
+    return jax.vmap(one)(prompt_idx, sample_idx)
 
 
 def first_argmax(x: jax.Array) -> jax.Array:
@@ -107,9 +115,9 @@ def top_p_mask(probs: jax.Array, top_p: jax.Array) -> jax.Array:
     return probs >= t0[:, None]
 
 
-def choose(logits: jax.Array, keys: jax.Array, step: jax.Array, mode: SamplingMode,
-           temperature: jax.Array, top_p: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """logits float32 [B, V] -> (token int32 [B], model log-prob of that token float32 [B])."""
+def choose(logits: jax.Array, u: jax.Array, mode: SamplingMode, temperature: jax.Array,
+           top_p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """logits float32 [B, V], uniforms u [B] -> (token int32 [B], its model log-prob float32 [B])."""
     logits = logits.astype(jnp.float32)
     m = jnp.max(logits, axis=-1, keepdims=True)
     shifted = logits - m
@@ -117,7 +125,6 @@ def choose(logits: jax.Array, keys: jax.Array, step: jax.Array, mode: SamplingMo
     if mode.greedy:
         tok = first_argmax(logits)
     else:
-        u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step)))(keys)
         scaled = shifted / temperature
         if mode.top_k:
             # The barrier keeps XLA from folding later slices into top_k's, which turns the

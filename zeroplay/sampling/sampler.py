@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from zeroplay.models.decoder import CACHE_LOGICAL_AXES, init_cache
+from zeroplay.models.decoder import CACHE_LOGICAL_AXES, init_cache, lm_head_kernel
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
-from zeroplay.sampling.logits_processing import SamplingMode, choose, row_keys
+from zeroplay.sampling.decode_step import decode_step, head_kernel, split_cache, unstack_layers
+from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms
 from zeroplay.sampling.stop import StopChecker
 
 _TRACES = {"prefill": 0, "decode": 0}
@@ -45,7 +46,7 @@ class SampleOutput:
 
 @flax.struct.dataclass
 class DecodeState:
-    cache: dict  # {"k", "v"}: [L, B, P + M, KVH, D]
+    cache: tuple  # per layer (k, v), each [B, P + M, KVH, D]
     kv_mask: jax.Array  # bool [B, P + M]: real prompt slots, and every generated slot
     last: jax.Array  # int32 [B]: the token to feed next
     next_pos: jax.Array  # int32 [B]: its rotary position
@@ -53,7 +54,7 @@ class DecodeState:
     logprobs: jax.Array  # float32 [B, M]
     lengths: jax.Array  # int32 [B]
     finished: jax.Array  # bool [B]
-    keys: jax.Array  # uint32 [B, 2]: one random stream per row
+    uniforms: jax.Array  # float32 [B, M]: row r's draw at step i (see row_uniforms)
     step: jax.Array  # int32 []: tokens generated so far
 
 
@@ -94,29 +95,28 @@ class _Programs:
         self.model, self.cfg, self.mode, self.g = model, model.cfg, mode, num_samples
         self.mesh, self.rules = mesh, rules
         self.prefill = jax.jit(self._prefill, static_argnames=("max_new",))
-        self.decode = jax.jit(self._decode, donate_argnums=(1,))
+        self.decode = jax.jit(self._decode, donate_argnums=(2,))
+        self.head = jax.jit(functools.partial(head_kernel, cfg=self.cfg))
 
     def _constrain(self, state: DecodeState) -> DecodeState:
         if self.mesh is None:
             return state
         from zeroplay.parallel import fit_to_shape, logical_to_sharding
 
-        cache_spec = logical_to_sharding(PartitionSpec(*CACHE_LOGICAL_AXES), self.mesh, self.rules)
+        cache_spec = logical_to_sharding(PartitionSpec(*CACHE_LOGICAL_AXES[1:]), self.mesh, self.rules)
         batch_spec = logical_to_sharding(PartitionSpec("batch"), self.mesh, self.rules)
 
         def put(x, spec):
             s = fit_to_shape(spec, x.shape)
             return jax.lax.with_sharding_constraint(x, s)
 
-        cache = {k: put(v, cache_spec) for k, v in state.cache.items()}
+        cache = jax.tree.map(lambda c: put(c, cache_spec), state.cache)
         rows = {f: put(getattr(state, f), batch_spec) for f in
-                ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths", "finished", "keys")}
+                ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths", "finished", "uniforms")}
         rep = NamedSharding(self.mesh, PartitionSpec())
         return state.replace(cache=cache, step=jax.lax.with_sharding_constraint(state.step, rep), **rows)
 
     def _logits_last(self, params, hidden):
-        from zeroplay.models.decoder import lm_head_kernel
-
         w = lm_head_kernel(params, self.cfg).astype(self.cfg.dtype)
         return jnp.dot(hidden.astype(self.cfg.dtype), w).astype(jnp.float32)
 
@@ -131,33 +131,36 @@ class _Programs:
         logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
         # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
         b = n * g
-        full = {k: jnp.pad(jnp.repeat(v, g, axis=1), ((0, 0), (0, 0), (0, max_new), (0, 0), (0, 0)))
-                for k, v in cache.items()}
+        full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, max_new), (0, 0), (0, 0))),
+                            split_cache(cache))
         logits = jnp.repeat(logits, g, axis=0)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
         prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
-        keys = row_keys(rng, prompt_idx, jnp.arange(b, dtype=jnp.int32) % g)
-        tok, lp = choose(logits, keys, jnp.int32(0), self.mode, temperature, top_p)
+        uniforms = row_uniforms(rng, prompt_idx, jnp.arange(b, dtype=jnp.int32) % g, max_new)
+        tok, lp = choose(logits, uniforms[:, 0], self.mode, temperature, top_p)
         pad_row = prompt_idx >= n_real
         tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(tok)
         logprobs = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp)
         state = DecodeState(cache=full, kv_mask=kv_mask, last=tok,
                             next_pos=jnp.repeat(positions[:, -1] + 1, g), tokens=tokens, logprobs=logprobs,
                             lengths=jnp.ones((b,), jnp.int32), finished=_is_eos(tok, eos) | pad_row,
-                            keys=keys, step=jnp.int32(1))
+                            uniforms=uniforms, step=jnp.int32(1))
         return self._constrain(state)
 
-    def _decode(self, params, state: DecodeState, limit, temperature, top_p, eos):
+    def _decode(self, params, head, state: DecodeState, limit, temperature, top_p, eos):
         _TRACES["decode"] += 1
+        cfg = self.cfg
         p = state.kv_mask.shape[1] - state.tokens.shape[1]
+        layers = unstack_layers(params, cfg)  # once, outside the loop
 
         def cond(s: DecodeState):
             return (s.step < limit) & ~jnp.all(s.finished)
 
         def body(s: DecodeState):
-            logits, cache = self.model.apply({"params": params}, s.last[:, None], positions=s.next_pos[:, None],
-                                             cache=s.cache, cache_index=p + s.step - 1, kv_mask=s.kv_mask)
-            tok, lp = choose(logits[:, 0], s.keys, s.step, self.mode, temperature, top_p)
+            logits, cache = decode_step(cfg, params, layers, head, s.cache, s.last, s.next_pos, p + s.step - 1,
+                                        s.kv_mask)
+            u = jax.lax.dynamic_index_in_dim(s.uniforms, s.step, axis=1, keepdims=False)
+            tok, lp = choose(logits, u, self.mode, temperature, top_p)
             live = ~s.finished
             tokens = jax.lax.dynamic_update_slice_in_dim(s.tokens, jnp.where(live, tok, 0)[:, None], s.step, 1)
             logprobs = jax.lax.dynamic_update_slice_in_dim(s.logprobs, jnp.where(live, lp, 0.0)[:, None],
@@ -242,8 +245,9 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
                           top_p_arr, eos_arr, max_new=m)
 
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
+    head = progs.head(params)
     if checker is None:
-        state = progs.decode(params, state, jnp.int32(max_new_tokens), temp, top_p_arr, eos_arr)
+        state = progs.decode(params, head, state, jnp.int32(max_new_tokens), temp, top_p_arr, eos_arr)
     else:
         done = 1
         while True:
@@ -254,7 +258,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
             if done >= max_new_tokens or bool(jnp.all(state.finished)):
                 break
             limit = min(done + int(stop_check_every), max_new_tokens)
-            state = progs.decode(params, state, jnp.int32(limit), temp, top_p_arr, eos_arr)
+            state = progs.decode(params, head, state, jnp.int32(limit), temp, top_p_arr, eos_arr)
 
     tokens = np.asarray(state.tokens)[: n * g, :max_new_tokens]
     logprobs = np.asarray(state.logprobs)[: n * g, :max_new_tokens]
