@@ -23,8 +23,8 @@ def _reduce(logits: jax.Array, targets: jax.Array, with_entropy: bool):
     picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     ent = None
     if with_entropy:
-        p = jnp.exp(logits - lse[..., None])
-        ent = lse - jnp.sum(p * logits, axis=-1)
+        logp = logits - lse[..., None]  # -sum p log p, not lse - sum p z: no cancellation when peaked
+        ent = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
     return picked - lse, ent
 
 
