@@ -167,7 +167,7 @@ class Decoder(nn.Module):
         cfg = self.cfg
         self.embed_tokens = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype,
                                      param_dtype=cfg.param_dtype,
-                                     embedding_init=_init(("vocab", "embed"), 1.0))
+                                     embedding_init=_init(("vocab", "embed")))
         layer = DecoderLayer
         if cfg.remat != "none":
             layer = nn.remat(layer, policy=_remat_policy(cfg.remat), prevent_cse=not cfg.scan_layers)
