@@ -90,12 +90,15 @@ class SandboxPool:
 
     def __init__(self, num_workers: int | None = None, *, memory_mb: int = 1024,
                  max_output_chars: int = 100_000, max_stdout_chars: int = 4096,
-                 max_tasks_per_worker: int = 1_000_000) -> None:
+                 max_tasks_per_worker: int = 1_000_000, audit_hook: bool = True) -> None:
+        """`audit_hook=False` leaves out the in-interpreter layer (the audit hook and the
+        import bans it enforces); tests use it to show the OS layers hold on their own."""
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
         self.max_stdout_chars = max_stdout_chars
         self._pool = _pool.WorkerPool(
-            _pool.python_argv(_WORKER_SCRIPT) + [str(os.getpid())],
+            _pool.python_argv(_WORKER_SCRIPT) + [str(os.getpid())]
+            + ([] if audit_hook else ["--no-audit-hook"]),
             num_workers=num_workers or 2 * (os.cpu_count() or 1),
             max_tasks_per_worker=max_tasks_per_worker)
         self._scratch_dirs: set[str] = set()
