@@ -248,7 +248,7 @@ CACHE_LOGICAL_AXES = ("layers", "batch", "cache_length", "kv_heads", "head_dim")
 def init_params(cfg: ModelConfig, rng, seq_len: int = 8):
     """Random parameters (plain arrays) for a model of this config."""
     model = Decoder(cfg)
-    variables = model.init(rng, jnp.zeros((1, seq_len), jnp.int32))
+    variables = jax.jit(model.init)(rng, jnp.zeros((1, seq_len), jnp.int32))
     return model, nn.unbox(variables)["params"]
 
 
