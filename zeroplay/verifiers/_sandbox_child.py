@@ -154,9 +154,8 @@ def harden(job: dict, scratch: str, result_fd: int, devnull_fd: int, cfg: dict,
     sys.dont_write_bytecode = True
     sys.path[:] = [p for p in sys.path if p and "verifiers" not in p]
     if cfg.get("audit_hook", True):
-        for name in list(sys.modules):
-            if name in SECURITY_BANNED or name.split(".", 1)[0] in SECURITY_BANNED:
-                del sys.modules[name]
+        for name in [n for n in sys.modules if n.split(".", 1)[0] in SECURITY_BANNED]:
+            del sys.modules[name]
         sys.addaudithook(_make_audit_hook(scratch, SECURITY_BANNED))
     return capture
 
