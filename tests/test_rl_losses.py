@@ -161,3 +161,13 @@ def test_shape_errors_are_clear():
         policy_loss(lp, lp, jnp.zeros((2,)), lp, aggregation="sum")
     with pytest.raises(ValueError, match="kl_estimator"):
         policy_loss(lp, lp, jnp.zeros((2,)), lp, ref_logprobs=lp, kl_estimator="k4")
+
+
+def test_k3_is_accurate_near_zero():
+    """k3 = exp(d) - d - 1 without float32 cancellation for the tiny d of a policy near its ref."""
+    from zeroplay.rl.losses import kl_penalty
+    d = np.array([1e-5, -3e-4, 2e-3, -0.05, 0.0999, 0.1, 0.7, -3.0], np.float32)
+    d64 = d.astype(np.float64)
+    want = np.expm1(d64) - d64
+    got = np.asarray(kl_penalty(jnp.zeros_like(d), jnp.asarray(d), "k3"), np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
