@@ -7,8 +7,10 @@ environment; it imports nothing from `zeroplay`. Layers, each applied where this
   PID 1 of its PID namespace (children cannot see or signal anything outside it, and a
   `kill(-1)` after each job removes every leftover); every mount is re-bound read-only and
   fresh size-capped tmpfs are mounted on /tmp, /var/tmp and /dev/shm (the per-run scratch dirs
-  live there); /proc is remounted for the new namespace. Without root it tries a user+network
-  namespace. A worker dies with the trainer (PR_SET_PDEATHSIG) and with its stdin.
+  live there); /proc is remounted for the new namespace; directories on the way to Python's
+  import paths that others cannot enter (e.g. /root) are replaced by a read-only view of just
+  those paths. Without root none of this is available and the other layers remain. A worker
+  dies with the trainer (PR_SET_PDEATHSIG) and with its stdin.
 - per job: a fresh child (`_sandbox_child`) in its own session with its own uid (root only),
   rlimits, seccomp, an audit hook and the caller's AST ban list; the worker enforces the wall
   deadline and kills the child's process group, then (PID namespace) everything left.
@@ -172,9 +174,11 @@ class Worker:
         self.root = os.geteuid() == 0
         self.layers = {"root": self.root}
         flags = 0
+        # Without root there are no namespaces here (an unmapped user namespace would break
+        # file creation); seccomp still denies sockets, fork, exec and signals.
         candidates = ([CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS,
                        CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC, CLONE_NEWNET]
-                      if self.root else [CLONE_NEWUSER | CLONE_NEWNET])
+                      if self.root else [])
         for cand in candidates:
             if _unshare(cand):
                 flags = cand

@@ -99,7 +99,7 @@ class SandboxPool:
         self._pool = _pool.WorkerPool(
             _pool.python_argv(_WORKER_SCRIPT) + [str(os.getpid())]
             + ([] if audit_hook else ["--no-audit-hook"]),
-            num_workers=num_workers or 2 * (os.cpu_count() or 1),
+            num_workers=num_workers or min(2 * (os.cpu_count() or 1), 64),
             max_tasks_per_worker=max_tasks_per_worker)
         self._scratch_dirs: set[str] = set()
 

@@ -95,6 +95,7 @@ def extract_answer(text) -> str | None:
 # -- normalisation ---------------------------------------------------------------------------
 
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_WHOLE_BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _ASSIGN_RE = re.compile(r"^[a-zA-Z]\s*=\s*(?!.*=)")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -110,6 +111,11 @@ def normalize_answer(text) -> str:
     for a, b in (("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", "")):
         s = s.replace(a, b)
     s = s.strip().strip("$").strip()
+    boxed = _WHOLE_BOX_RE.match(s)
+    if boxed is not None:
+        inner = _balanced(s, boxed.end())
+        if inner is not None and len(inner) == len(s) - boxed.end() - 1:
+            s = inner.strip()
     for _ in range(3):
         s = _TEXT_CMD_RE.sub(r"\1", s)
     for a, b in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""),
@@ -177,7 +183,7 @@ def _get_pool() -> _pool.WorkerPool:
     with _pool_lock:
         if _the_pool is None:
             _the_pool = _pool.WorkerPool(_pool.python_argv(_WORKER_SCRIPT) + [str(os.getpid())],
-                                         num_workers=os.cpu_count() or 1,
+                                         num_workers=min(os.cpu_count() or 1, 32),
                                          max_tasks_per_worker=MAX_TASKS_PER_WORKER)
             atexit.register(shutdown)
         return _the_pool
@@ -202,21 +208,26 @@ def is_equivalent_batch(pairs: Sequence[tuple], *, timeout_s: float = DEFAULT_TI
     """`is_equivalent` for (pred, gold) pairs over all cores. `timeout_s` bounds each pair;
     `deadline_s` bounds the whole batch (pairs not done by then are False)."""
     results: list[bool | None] = []
-    tasks, where = [], []
+    tasks: list[dict] = []
+    where: dict[tuple[str, str], list[int]] = {}  # a repeated pair is checked once
     for pred, gold in pairs:
         verdict = _fast(pred, gold)
         results.append(verdict)
         if verdict is None:
-            where.append(len(results) - 1)
-            tasks.append({"pred": pred, "gold": gold})
+            key = (pred, gold)
+            if key not in where:
+                where[key] = []
+                tasks.append({"pred": pred, "gold": gold})
+            where[key].append(len(results) - 1)
     if tasks:
         try:
             raw = _get_pool().map(tasks, [timeout_s] * len(tasks), deadline_s=deadline_s,
                                   fail=lambda i, reason: False)
         except Exception:  # noqa: BLE001 -- no worker at all: never raise into the trainer
             raw = [False] * len(tasks)
-        for i, r in zip(where, raw):
-            results[i] = r is True
+        for task, r in zip(tasks, raw):
+            for i in where[(task["pred"], task["gold"])]:
+                results[i] = r is True
     return [bool(r) for r in results]
 
 
