@@ -132,3 +132,13 @@ def test_workers_are_recycled():
 def test_pool_restarts_after_shutdown():
     vm.shutdown()
     assert vm.is_equivalent(r"\sqrt{36}", "6")
+
+
+def test_extraction_stays_linear_on_hostile_completions():
+    start = time.monotonic()
+    assert vm.extract_boxed(r"\boxed{" * 200_000 + "x") is None
+    assert vm.extract_boxed(r"\boxed{" * 100_000 + r"\boxed{7}") == "7"
+    assert vm.extract_answer_tag("<answer>" * 200_000 + "x") is None
+    assert vm.extract_answer("<answer>" * 100_000 + "y</answer>") == "y"
+    assert vm.is_equivalent(r"\boxed{" * 100_000, "1") is False
+    assert time.monotonic() - start < 5.0

@@ -29,7 +29,6 @@ _WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_math
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOXED_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 
 
 def _balanced(text: str, start: int) -> str | None:
@@ -53,14 +52,27 @@ def _balanced(text: str, start: int) -> str | None:
 
 def extract_boxed(text) -> str | None:
     """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None.
-    `\\boxed 5` (no braces) counts too. An unclosed last box is skipped."""
+    `\\boxed 5` (no braces) counts too. An unclosed last box is skipped. Linear time: one pass
+    with a brace stack, so a hostile completion full of unclosed boxes cannot stall it."""
     if not isinstance(text, str):
         return None
+    box_opens = {m.end() - 1 for m in _BOXED_RE.finditer(text)}  # index of each box's "{"
     found, found_at = None, -1
-    for m in _BOXED_RE.finditer(text):
-        content = _balanced(text, m.end())
-        if content is not None and m.start() > found_at:
-            found, found_at = content, m.start()
+    if box_opens:
+        stack: list[int] = []
+        i, n = 0, len(text)
+        while i < n:
+            c = text[i]
+            if c == "\\" and i + 1 < n and text[i + 1] in "{}":
+                i += 2  # escaped brace: \{ \}
+                continue
+            if c == "{":
+                stack.append(i)
+            elif c == "}" and stack:
+                start = stack.pop()
+                if start in box_opens and start > found_at:
+                    found, found_at = text[start + 1:i], start
+            i += 1
     for m in _BOXED_SPACE_RE.finditer(text):
         if m.start() > found_at:
             found, found_at = m.group(1), m.start()
@@ -71,8 +83,14 @@ def extract_answer_tag(text) -> str | None:
     """Content of the last `<answer>...</answer>`, or None."""
     if not isinstance(text, str):
         return None
-    matches = _ANSWER_TAG_RE.findall(text)
-    return matches[-1].strip() if matches else None
+    low = text.lower()
+    end = low.rfind("</answer>")
+    if end < 0:
+        return None
+    start = low.rfind("<answer>", 0, end)
+    if start < 0:
+        return None
+    return text[start + len("<answer>"):end].strip()
 
 
 def extract_gsm8k(text) -> str | None:
@@ -159,13 +177,13 @@ def _fast(pred, gold) -> bool | None:
     """Decide without sympy when possible: None means "ask the pool"."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
+    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return bool(pred.strip()) and pred.strip() == gold.strip()
     p, g = normalize_answer(pred), normalize_answer(gold)
     if not p or not g:
         return False
     if p == g:
         return True
-    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
-        return False
     np_, ng = as_number(p), as_number(g)
     if np_ is not None and ng is not None:
         return _numbers_equal(np_, ng)
