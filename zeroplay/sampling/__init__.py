@@ -6,7 +6,7 @@
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
 from zeroplay.sampling.logits_processing import SamplingMode
 from zeroplay.sampling.prompts import chat_prompts
-from zeroplay.sampling.sampler import DecodeState, SampleOutput, compile_count, generate
+from zeroplay.sampling.sampler import DecodeState, Plan, SampleOutput, compile_count, generate, prefill
 
-__all__ = ["generate", "SampleOutput", "DecodeState", "compile_count", "chat_prompts", "Buckets",
+__all__ = ["generate", "prefill", "Plan", "SampleOutput", "DecodeState", "compile_count", "chat_prompts", "Buckets",
            "DEFAULT_BUCKETS", "SamplingMode"]

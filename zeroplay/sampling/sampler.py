@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from zeroplay.models.decoder import CACHE_LOGICAL_AXES, init_cache, lm_head_kernel
+from zeroplay.models.decoder import init_cache, lm_head_kernel
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
-from zeroplay.sampling.decode_step import decode_step, head_kernel, split_cache, unstack_layers
+from zeroplay.sampling.decode_step import CACHE_AXES, decode_step, head_kernel, split_cache, unstack_layers
 from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms
 from zeroplay.sampling.stop import StopChecker
 
@@ -46,7 +46,7 @@ class SampleOutput:
 
 @flax.struct.dataclass
 class DecodeState:
-    cache: tuple  # per layer (k, v), each [B, P + M, KVH, D]
+    cache: tuple  # per layer (k, v), each [B, KVH, P + M, D]
     kv_mask: jax.Array  # bool [B, P + M]: real prompt slots, and every generated slot
     last: jax.Array  # int32 [B]: the token to feed next
     next_pos: jax.Array  # int32 [B]: its rotary position
@@ -103,7 +103,7 @@ class _Programs:
             return state
         from zeroplay.parallel import fit_to_shape, logical_to_sharding
 
-        cache_spec = logical_to_sharding(PartitionSpec(*CACHE_LOGICAL_AXES[1:]), self.mesh, self.rules)
+        cache_spec = logical_to_sharding(PartitionSpec(*CACHE_AXES), self.mesh, self.rules)
         batch_spec = logical_to_sharding(PartitionSpec("batch"), self.mesh, self.rules)
 
         def put(x, spec):
@@ -131,7 +131,7 @@ class _Programs:
         logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
         # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
         b = n * g
-        full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, max_new), (0, 0), (0, 0))),
+        full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
                             split_cache(cache))
         logits = jnp.repeat(logits, g, axis=0)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
@@ -200,25 +200,33 @@ def _place_params(params, model, mesh, rules):
                         params, shardings)
 
 
-def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
-             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
-             rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
-             mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-             pad_token_id: int = 0) -> SampleOutput:
-    """Sample `num_samples` completions of every prompt (see the module docstring).
+@dataclasses.dataclass
+class Plan:
+    """What the decode calls of one request need besides the state."""
+    programs: _Programs
+    params: Any
+    head: jax.Array
+    temperature: jax.Array
+    top_p: jax.Array
+    eos: jax.Array
+    num_prompts: int
+    num_samples: int
+    max_new_tokens: int
 
-    tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
-    eos token, or the end of its first stop string, both included); logprobs [N, G,
-    max_new_tokens] float32 under the model's own log-softmax. Positions past a row's length
-    hold `pad_token_id` and logprob 0. temperature=0 is greedy.
-    stop_strings (with `tokenizer`): checked on the host every `stop_check_every` decode steps.
-    mesh / rules: shard params (no copy when already placed) and the cache, rows over the batch axes.
-    """
+    def decode(self, state: DecodeState, limit: int) -> DecodeState:
+        """Run the decode loop (donating `state`) until step `limit` or every row has finished."""
+        return self.programs.decode(self.params, self.head, state, jnp.int32(limit), self.temperature, self.top_p,
+                                    self.eos)
+
+
+def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
+            temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
+            rng=None, mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
+            pad_token_id: int = 0) -> tuple[DecodeState, Plan]:
+    """Validate, bucket and prefill: the state after the first generated token, and its plan."""
     cfg = model.cfg
     max_len = int(max_cache_len or cfg.max_position_embeddings)
     _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
-    if stop_strings and tokenizer is None:
-        raise ValueError("stop_strings need a tokenizer to decode the completions")
     buckets = buckets or DEFAULT_BUCKETS
     n, g, max_new_tokens = len(prompts), int(num_samples), int(max_new_tokens)
     mode = SamplingMode.from_args(float(temperature), float(top_p), int(top_k), cfg.vocab_size)
@@ -232,9 +240,9 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
         ids[i, p_len - len(prompt):] = prompt
         mask[i, p_len - len(prompt):] = True
     mask[n:, -1] = True  # padding rows: one dummy token, finished from the start
-
     eos = np.full((max(4, -(-len(eos_token_ids) // 4) * 4),), -1, np.int32)
     eos[:len(eos_token_ids)] = list(eos_token_ids)
+
     progs = _programs(model, mode, g, mesh, rules)
     if mesh is not None:
         params = _place_params(params, model, mesh, rules)
@@ -243,22 +251,46 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     eos_arr = jnp.asarray(eos)
     state = progs.prefill(params, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
                           top_p_arr, eos_arr, max_new=m)
+    plan = Plan(programs=progs, params=params, head=progs.head(params), temperature=temp, top_p=top_p_arr,
+                eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
+    return state, plan
 
+
+def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
+             rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
+             mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
+             pad_token_id: int = 0) -> SampleOutput:
+    """Sample `num_samples` completions of every prompt (see the module docstring).
+
+    tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
+    eos token, or the end of its first stop string, both included); logprobs [N, G,
+    max_new_tokens] float32 under the model's own log-softmax. Positions past a row's length
+    hold `pad_token_id` and logprob 0. temperature=0 is greedy.
+    stop_strings (with `tokenizer`): checked on the host every `stop_check_every` decode steps.
+    mesh / rules: shard params (no copy when already placed) and the cache, rows over the batch axes.
+    buckets: the static sizes for prompt length, prompt count and max_new_tokens.
+    max_cache_len: longest prompt + max_new_tokens allowed (default: the model's max positions).
+    """
+    if stop_strings and tokenizer is None:
+        raise ValueError("stop_strings need a tokenizer to decode the completions")
+    state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                          temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
+                          mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
+                          pad_token_id=pad_token_id)
+    n, g, max_new_tokens = plan.num_prompts, plan.num_samples, plan.max_new_tokens
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
-    head = progs.head(params)
     if checker is None:
-        state = progs.decode(params, head, state, jnp.int32(max_new_tokens), temp, top_p_arr, eos_arr)
+        state = plan.decode(state, max_new_tokens)
     else:
-        done = 1
         while True:
-            done_rows = checker.update(np.asarray(state.tokens), np.asarray(state.lengths), done)
+            done_rows = checker.update(np.asarray(state.tokens), np.asarray(state.lengths))
             if done_rows.any():
                 state = state.replace(finished=state.finished | jnp.asarray(done_rows))
             done = int(state.step)
             if done >= max_new_tokens or bool(jnp.all(state.finished)):
                 break
-            limit = min(done + int(stop_check_every), max_new_tokens)
-            state = progs.decode(params, head, state, jnp.int32(limit), temp, top_p_arr, eos_arr)
+            state = plan.decode(state, min(done + int(stop_check_every), max_new_tokens))
 
     tokens = np.asarray(state.tokens)[: n * g, :max_new_tokens]
     logprobs = np.asarray(state.logprobs)[: n * g, :max_new_tokens]

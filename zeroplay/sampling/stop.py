@@ -21,7 +21,7 @@ class StopChecker:
         text = self.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
         return any(s in text for s in self.stops)
 
-    def update(self, tokens: np.ndarray, lengths: np.ndarray, _steps: int) -> np.ndarray:
+    def update(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Rows (not stopped before) whose completion so far contains a stop string."""
         if self.stopped is None:
             self.stopped = np.zeros(tokens.shape[0], bool)

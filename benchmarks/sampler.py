@@ -1,0 +1,177 @@
+"""Rollout sampler against transformers `generate` (torch CPU), side by side in one run.
+
+    python benchmarks/sampler.py                 # all parts
+    python benchmarks/sampler.py --parts a --reps 5
+
+(a) the peer shape: random Qwen2, vocab 32000, hidden 256, 4 layers, 4 heads, FFN 1024, tied
+    embeddings; batch 8, prompt 32, 128 new tokens, temperature 1 (target >= 4x HF).
+(b) SmolLM2-135M-Instruct (embedded) at batch 8 and 32, prompt 32, 128 new tokens, temperature 1
+    (target >= 3x HF).
+(c) group fan-out: one 2048-token prompt, G=8, the (a) model: prefill once and copy the cache to
+    8 rows, against a naive prefill of the prompt repeated 8 times (target ~1/8 of the time).
+No eos in (a)/(b): every row generates all 128 tokens in both systems. Our timings include
+prefill, decode and the copy of the results to the host, after one warm-up call (compilation).
+Runs of the two systems are interleaved; the table shows the best run of each (and the median).
+Rooflines: per decode step, bytes read (every weight once, plus the live KV cache) over the
+memory bandwidth, and FLOPs over the matmul rate, both measured at the start of this run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import transformers
+
+from zeroplay.models import embedded_dir, load_pretrained
+from zeroplay.sampling import generate, prefill
+
+PEER = dict(vocab_size=32000, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=4, tie_word_embeddings=True, max_position_embeddings=4096)
+
+
+def machine_rates() -> tuple[float, float]:
+    """(matmul FLOP/s of a 2048^2 float32 jax matmul, copy bandwidth in bytes/s read + written)."""
+    a = jnp.ones((2048, 2048), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    mm(a).block_until_ready()
+    t = min(_timed(lambda: mm(a).block_until_ready()) for _ in range(5))
+    src = np.ones(64 * 2 ** 20, np.float32)  # 256 MiB
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    tc = min(_timed(lambda: np.copyto(dst, src)) for _ in range(5))
+    return 2 * 2048 ** 3 / t, 2 * src.nbytes / tc
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def decode_roofline(cfg, batch: int, prompt: int, new: int, flops_s: float, bw: float) -> dict:
+    """Best decode tokens/s allowed by bandwidth and by matmul rate (average over the steps)."""
+    d, nh, nkv, layers = cfg.dim_per_head, cfg.num_heads, cfg.num_kv_heads, cfg.num_layers
+    h, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    matmul_params = layers * (h * d * (nh + 2 * nkv) + nh * d * h + 3 * h * f) + h * v
+    weight_bytes = 4 * matmul_params  # float32; the embedding row gather is negligible
+    ctx = prompt + new / 2  # average live context per step
+    cache_bytes = 4 * 2 * layers * batch * ctx * nkv * d
+    step_bytes = weight_bytes + cache_bytes
+    step_flops = 2 * batch * matmul_params + 4 * batch * layers * ctx * nh * d
+    t_bw, t_fl = step_bytes / bw, step_flops / flops_s
+    return {"bytes": step_bytes, "flops": step_flops, "t_bw": t_bw, "t_flops": t_fl,
+            "tok_s": batch / max(t_bw, t_fl), "bound": "bandwidth" if t_bw > t_fl else "compute"}
+
+
+def hf_generate(model, ids: np.ndarray, new: int) -> float:
+    x = torch.tensor(ids)
+    with torch.inference_mode():
+        t = time.perf_counter()
+        model.generate(x, attention_mask=torch.ones_like(x), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                       max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+        return time.perf_counter() - t
+
+
+def ours_generate(model, params, ids: np.ndarray, new: int, seed: int) -> float:
+    t = time.perf_counter()
+    out = generate(model, params, [list(r) for r in ids], max_new_tokens=new, temperature=1.0,
+                   rng=jax.random.PRNGKey(seed))
+    assert int(out.lengths.min()) == new
+    return time.perf_counter() - t
+
+
+def compare(name, hf_model, model, params, batch, prompt, new, reps, flops_s, bw) -> dict:
+    ids = np.random.RandomState(0).randint(0, model.cfg.vocab_size, (batch, prompt)).astype(np.int64)
+    ours_generate(model, params, ids, new, 0)  # compile
+    hf_generate(hf_model, ids[:, :4], 2)  # warm-up
+    hf_t, our_t = [], []
+    for r in range(reps):
+        hf_t.append(hf_generate(hf_model, ids, new))
+        our_t.append(ours_generate(model, params, ids, new, r + 1))
+    toks = batch * new
+    roof = decode_roofline(model.cfg, batch, prompt, new, flops_s, bw)
+    row = {"name": name, "hf": toks / min(hf_t), "ours": toks / min(our_t), "hf_med": toks / statistics.median(hf_t),
+           "ours_med": toks / statistics.median(our_t), "roof": roof}
+    row["ratio"] = row["ours"] / row["hf"]
+    row["ratio_med"] = row["ours_med"] / row["hf_med"]
+    return row
+
+
+def peer_models(tmp: str):
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(transformers.Qwen2Config(**PEER)).float().eval()
+    hf.generation_config.eos_token_id = None
+    hf.save_pretrained(tmp)
+    model, params = load_pretrained(tmp)
+    return hf, model, params
+
+
+def fanout(model, params, prompt_len: int, g: int, reps: int) -> dict:
+    prompt = list(np.random.RandomState(1).randint(0, model.cfg.vocab_size, prompt_len))
+
+    def run(prompts, samples):
+        state, _ = prefill(model, params, prompts, max_new_tokens=16, num_samples=samples, temperature=1.0)
+        jax.block_until_ready(state)
+
+    run([prompt], g)
+    run([prompt] * g, 1)
+    once, naive = [], []
+    for _ in range(reps):
+        once.append(_timed(lambda: run([prompt], g)))
+        naive.append(_timed(lambda: run([prompt] * g, 1)))
+    return {"once": min(once), "naive": min(naive)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", default="a,b,c")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    torch.set_num_threads(os.cpu_count() or 1)
+    flops_s, bw = machine_rates()
+    print(f"machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+    print(f"measured: matmul {flops_s / 1e9:.0f} GFLOP/s (2048^2 float32), copy bandwidth {bw / 1e9:.1f} GB/s "
+          f"(read + written)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hf, model, params = peer_models(tmp)
+        if "a" in parts:
+            rows.append(compare("(a) peer Qwen2 b8 p32 n128", hf, model, params, 8, 32, 128, args.reps, flops_s, bw))
+        if "c" in parts:
+            fo = fanout(model, params, 2048, 8, args.reps)
+        del hf
+    if "b" in parts:
+        hf = transformers.AutoModelForCausalLM.from_pretrained(embedded_dir()).float().eval()
+        hf.generation_config.eos_token_id = None
+        model, params = load_pretrained("smollm2-135m-instruct")
+        for b in (8, 32):
+            rows.append(compare(f"(b) SmolLM2-135M b{b} p32 n128", hf, model, params, b, 32, 128,
+                                max(1, args.reps - 1), flops_s, bw))
+    if rows:
+        print()
+        print(f"| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | decode roofline tok/s "
+              f"| zeroplay / roofline |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            rf = r["roof"]
+            print(f"| {r['name']} | {r['hf']:.0f} | {r['ours']:.0f} | {r['ratio']:.2f}x | {r['ratio_med']:.2f}x | "
+                  f"{rf['tok_s']:.0f} ({rf['bound']}: {rf['bytes'] / 1e6:.0f} MB, {rf['flops'] / 1e9:.2f} GFLOP "
+                  f"per step) | {r['ours'] / rf['tok_s']:.0%} |")
+    if "c" in parts:
+        print()
+        print(f"(c) fan-out, 2048-token prompt, G=8 (peer model): prefill once + copy {fo['once'] * 1e3:.0f} ms, "
+              f"naive 8-fold prefill {fo['naive'] * 1e3:.0f} ms, ratio {fo['once'] / fo['naive']:.3f} "
+              f"(ideal 0.125)")
+
+
+if __name__ == "__main__":
+    main()
