@@ -1,13 +1,14 @@
 """A deterministic tiny self-play-shaped run for the exact-resume tests of zeroplay.checkpoint.
 
-    python tests/resume_run.py --workdir W --steps N [--kill-after K | --kill-during-save K]
+    python tests/resume_run.py --workdir W --steps N [--kill-after K | --kill-during-save K] [--sync]
 
 Each step: prompts come from a host-side task buffer (JSON state), a tiny random Decoder samples
 G completions per prompt with a key split from the checkpointed RNG key, a toy verifier rewards
-even tokens, a GRPO-style update (group-normalised advantages, clipped surrogate) steps AdamW, an
-EMA teacher follows the params, and the best completion joins the buffer. One JSON line per step
-goes to W/metrics.jsonl, then the state is checkpointed. --kill-after K SIGKILLs the process once
-step K's checkpoint is committed; --kill-during-save K SIGKILLs it while step K is being written.
+even tokens, zeroplay.rl's GRPO advantages and jitted train step (AdamW, state donated) update the
+PolicyState, an EMA teacher follows the params, and the best completion joins the buffer. One
+JSON line per step goes to W/metrics.jsonl, then the state is checkpointed. --kill-after K
+SIGKILLs the process once step K's checkpoint is committed; --kill-during-save K SIGKILLs it
+while step K is being written.
 """
 from __future__ import annotations
 
@@ -22,42 +23,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from zeroplay.checkpoint import Checkpointer, abstract_like, trim_jsonl
 from zeroplay.models import Decoder, ModelConfig
-
-try:  # the shared GRPO loss once zeroplay.rl has landed
-    from zeroplay.rl.losses import policy_loss
-except ImportError:  # pragma: no cover - fallback while zeroplay.rl is being written
-    policy_loss = None
+from zeroplay.rl import PolicyConfig, advantages, create_state, ema_update, make_train_step
 
 CFG = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2)
+POLICY = PolicyConfig(lr=1e-2, weight_decay=0.01, clip_high=0.28)
 PROMPTS, GROUP, PROMPT_LEN, GEN_LEN = 2, 4, 6, 4
-EMA_DECAY = 0.9
+EMA_RATE = 0.1
 
 
-def surrogate_loss(logprobs, old_logprobs, advantages, mask):
-    if policy_loss is not None:
-        return policy_loss(logprobs, old_logprobs, advantages, mask)[0]
-    ratio = jnp.exp(logprobs - old_logprobs)
-    adv = advantages[:, None]
-    s = -jnp.minimum(ratio * adv, jnp.clip(ratio, 0.8, 1.2) * adv)
-    return jnp.sum(s * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def build(model):
-    tx = optax.adamw(1e-2, weight_decay=0.01)
-
-    def completion_logprobs(params, seqs):
-        logits = model.apply({"params": params}, seqs[:, :-1])
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        taken = jnp.take_along_axis(logp, seqs[:, 1:, None], axis=-1)[..., 0]
-        return taken[:, PROMPT_LEN - 1:]
+def make_rollout(model):
+    group_ids = jnp.repeat(jnp.arange(PROMPTS), GROUP)
+    loss_mask = jnp.zeros((PROMPTS * GROUP, PROMPT_LEN + GEN_LEN), jnp.float32).at[:, PROMPT_LEN:].set(1.0)
 
     @jax.jit
-    def step(params, opt_state, ema, rng, prompts):
+    def rollout(params, rng, prompts):
         rng, k_sample = jax.random.split(rng)
         seqs = jnp.pad(jnp.repeat(prompts, GROUP, axis=0), ((0, 0), (0, GEN_LEN)))
 
@@ -70,22 +53,11 @@ def build(model):
         seqs = jax.lax.fori_loop(0, GEN_LEN, sample, seqs)
         completions = seqs[:, PROMPT_LEN:]
         rewards = jnp.mean((completions % 2 == 0).astype(jnp.float32), axis=1)
-        grouped = rewards.reshape(PROMPTS, GROUP)
-        adv = ((grouped - grouped.mean(1, keepdims=True)) / (grouped.std(1, keepdims=True) + 1e-6)).reshape(-1)
-        old = jax.lax.stop_gradient(completion_logprobs(params, seqs))
-        mask = jnp.ones_like(old)
+        batch = {"tokens": seqs, "loss_mask": loss_mask, "advantages": advantages.grpo(rewards, group_ids)}
+        best = completions[jnp.argmax(rewards[:GROUP])]
+        return rng, batch, rewards.mean(), best
 
-        def loss_fn(p):
-            return surrogate_loss(completion_logprobs(p, seqs), old, adv, mask)
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: EMA_DECAY * e + (1 - EMA_DECAY) * p, ema, params)
-        best = completions.reshape(PROMPTS, GROUP, GEN_LEN)[0, jnp.argmax(grouped[0])]
-        return params, opt_state, ema, rng, {"loss": loss, "reward": rewards.mean(), "best": best}
-
-    return tx, step
+    return rollout
 
 
 def digest(tree) -> str:
@@ -97,16 +69,14 @@ def digest(tree) -> str:
 
 def fresh_state():
     model = Decoder(CFG)
-    tx, step = build(model)
 
     @jax.jit
     def init(rng):
         params = nn.unbox(model.init(rng, jnp.zeros((1, PROMPT_LEN), jnp.int32)))["params"]
-        return {"policy/solver": {"params": params, "opt_state": tx.init(params)}, "ema": params,
-                "rng": jax.random.key(1234)}
+        return {"policy/solver": create_state(params, POLICY), "ema": params, "rng": jax.random.key(1234)}
 
     host = {"buffer": [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], "tasks_seen": 0}
-    return init(jax.random.PRNGKey(0)), host, step
+    return init(jax.random.PRNGKey(0)), host, make_rollout(model), make_train_step(model, POLICY)
 
 
 def main(argv=None) -> None:
@@ -121,7 +91,7 @@ def main(argv=None) -> None:
     os.makedirs(args.workdir, exist_ok=True)
     metrics_path = os.path.join(args.workdir, "metrics.jsonl")
     ckpt = Checkpointer(os.path.join(args.workdir, "checkpoints"), keep=2, async_save=not args.sync)
-    trees, host, step_fn = fresh_state()
+    trees, host, rollout, train_step = fresh_state()
     start = ckpt.latest_step() or 0
     if start:
         trees, host = ckpt.restore(targets={k: abstract_like(v) for k, v in trees.items()})
@@ -129,18 +99,22 @@ def main(argv=None) -> None:
     trim_jsonl(metrics_path, start)
 
     for step in range(start + 1, args.steps + 1):
-        pol = trees["policy/solver"]
+        state = trees["policy/solver"]
         prompts = jnp.asarray(host["buffer"][-PROMPTS:], jnp.int32)
-        params, opt_state, ema, rng, m = step_fn(pol["params"], pol["opt_state"], trees["ema"],
-                                                 trees["rng"], prompts)
-        trees = {"policy/solver": {"params": params, "opt_state": opt_state}, "ema": ema, "rng": rng}
-        best = [int(t) for t in np.asarray(m["best"])]
+        rng, batch, reward, best = rollout(state.params, trees["rng"], prompts)
+        state, m = train_step(state, batch)  # donates the previous state's buffers
+        ema = ema_update(trees["ema"], state.params, EMA_RATE)
+        trees = {"policy/solver": state, "ema": ema, "rng": rng}
+        best = [int(t) for t in np.asarray(best)]
         host = {"buffer": (host["buffer"] + [host["buffer"][-1][GEN_LEN:] + best])[-4:],
                 "tasks_seen": host["tasks_seen"] + 1}
-        record = {"step": step, "loss": float(m["loss"]), "reward": float(m["reward"]),
-                  "param_sum": float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(params))),
-                  "params_sha1": digest(params), "opt_sha1": digest(opt_state), "ema_sha1": digest(ema),
-                  "rng": [int(v) for v in np.asarray(jax.random.key_data(rng))], "buffer": host["buffer"]}
+        record = {"step": step, "loss": float(m["loss"]), "reward": float(reward),
+                  "grad_norm": float(m["grad_norm"]), "policy_step": int(state.step),
+                  "param_sum": float(sum(np.abs(np.asarray(x, np.float64)).sum()
+                                         for x in jax.tree.leaves(state.params))),
+                  "params_sha1": digest(state.params), "opt_sha1": digest(state.opt_state),
+                  "ema_sha1": digest(ema), "rng": [int(v) for v in np.asarray(jax.random.key_data(rng))],
+                  "buffer": host["buffer"]}
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -220,7 +220,7 @@ def uninterrupted(run_env, tmp_path_factory):
     return m
 
 
-@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize("sync", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["async", "sync"])
 def test_exact_resume_after_sigkill(run_env, uninterrupted, tmp_path, sync):
     flags = ["--sync"] if sync else []
     killed = run(run_env, tmp_path, 4, "--kill-after", "2", *flags)
@@ -246,3 +246,16 @@ def test_sigkill_during_async_save_resumes_from_last_complete_step(run_env, unin
     assert "resumed from step 2" in resumed.stderr
     assert metrics(tmp_path) == uninterrupted
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "4"]  # keep=2, leftovers removed
+
+
+def test_compressed_and_uncompressed_formats(tmp_path):
+    zeros = {"w": jnp.zeros((256, 1024), jnp.float32)}  # 1 MiB that zstd shrinks to almost nothing
+    sizes = {}
+    for compress in [True, False]:
+        d = tmp_path / f"ck_{compress}"
+        with Checkpointer(d, compress=compress) as ckpt:
+            ckpt.save(1, {"x": zeros})
+        sizes[compress] = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        trees, _ = Checkpointer(d, compress=not compress).restore(targets={"x": zeros})  # either reads both
+        assert_trees_equal(trees["x"], zeros)
+    assert sizes[True] < 0.1 * sizes[False] and sizes[False] > 2**20, sizes
