@@ -6,7 +6,7 @@ The state is what a run checkpoints for one policy: float32 params of the embedd
 SmolLM2-135M-Instruct (random params of the same config when the package is missing), AdamW's two
 moments (non-zero, so nothing compresses to nothing), the step, an RNG key and a JSON host state.
 Side by side in the same process it measures the floors: a memory copy of the same bytes
-(bandwidth) and a raw `ndarray.tofile` / `np.fromfile` of every leaf into the same filesystem.
+(bandwidth), Orbax's default zstd compression, and a raw `ndarray.tofile` / `np.fromfile` of every leaf into the same filesystem.
 Each figure is the median of `--repeats` runs, each into a fresh directory.
 """
 from __future__ import annotations
@@ -45,6 +45,10 @@ def smollm2_state():
     return jax.block_until_ready(state), source
 
 
+def du(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -64,12 +68,14 @@ def main() -> None:
     leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
     targets = {"policy/solver": abstract_like(state), "rng": trees["rng"]}
     results: dict[str, list[float]] = {k: [] for k in [
-        "memcpy", "raw_write", "raw_read", "sync_save", "async_save_blocking", "async_save_total", "restore"]}
+        "memcpy", "raw_write", "raw_read", "sync_save", "sync_save_zstd", "async_save_blocking", "async_save_total",
+        "restore", "restore_zstd", "disk_MB", "disk_MB_zstd"]}
 
     for r in range(args.repeats):
         root = tempfile.mkdtemp(prefix="zp_ckpt_bench_", dir=args.dir)
         try:
             dst = [np.empty_like(x) for x in leaves]
+            [np.copyto(d, s) for d, s in zip(dst, leaves)]  # first touch of the pages
             results["memcpy"].append(timed(lambda: [np.copyto(d, s) for d, s in zip(dst, leaves)]))
             del dst
             raw = os.path.join(root, "raw")
@@ -81,6 +87,11 @@ def main() -> None:
 
             with Checkpointer(os.path.join(root, "sync"), keep=None, async_save=False) as ckpt:
                 results["sync_save"].append(timed(lambda: ckpt.save(1, trees, host)))
+
+            with Checkpointer(os.path.join(root, "zstd"), keep=None, async_save=False, compress=True) as ckpt:
+                results["sync_save_zstd"].append(timed(lambda: ckpt.save(1, trees, host)))
+            results["disk_MB_zstd"].append(du(os.path.join(root, "zstd")) / 1e6)
+            results["disk_MB"].append(du(os.path.join(root, "sync")) / 1e6)
 
             with Checkpointer(os.path.join(root, "async"), keep=None, async_save=True) as ckpt:
                 t0 = time.perf_counter()
@@ -99,6 +110,9 @@ def main() -> None:
                 return out
 
             results["restore"].append(timed(restore))
+            zstd = Checkpointer(os.path.join(root, "zstd"))
+            results["restore_zstd"].append(timed(lambda: jax.block_until_ready(zstd.restore(targets=targets)[0])))
+            zstd.close()
             if r == 0:  # the restored state is the saved one, bit for bit
                 out = restore()
                 for a, b in zip(jax.tree.leaves(out["policy/solver"]), leaves):
@@ -112,10 +126,13 @@ def main() -> None:
         "state": source, "bytes": size, "repeats": args.repeats, "dir": args.dir,
         "load_average": os.getloadavg()[0],
         "seconds": med,
-        "GB_per_s": {k: size / v / 1e9 for k, v in med.items() if k != "async_save_blocking"},
+        "GB_per_s": {k: size / v / 1e9 for k, v in med.items() if k != "async_save_blocking" and "MB" not in k},
         "ratios": {
             "sync_save / raw_write": med["sync_save"] / med["raw_write"],
             "restore / raw_read": med["restore"] / med["raw_read"],
+            "sync_save_zstd / sync_save": med["sync_save_zstd"] / med["sync_save"],
+            "restore_zstd / restore": med["restore_zstd"] / med["restore"],
+            "async_save_total / sync_save": med["async_save_total"] / med["sync_save"],
             "async_save_blocking / sync_save": med["async_save_blocking"] / med["sync_save"],
             "async_save_blocking / memcpy": med["async_save_blocking"] / med["memcpy"],
         },

@@ -259,3 +259,18 @@ def test_compressed_and_uncompressed_formats(tmp_path):
         trees, _ = Checkpointer(d, compress=not compress).restore(targets={"x": zeros})  # either reads both
         assert_trees_equal(trees["x"], zeros)
     assert sizes[True] < 0.1 * sizes[False] and sizes[False] > 2**20, sizes
+
+
+def test_async_save_survives_donation_of_the_saved_arrays(tmp_path):
+    """The train step donates its state right after `save` returns; the pending write must not see it."""
+    x = {"w": jax.random.normal(jax.random.PRNGKey(0), (2048, 2048))}  # 16 MB: the write outlives the call
+    ref = np.array(x["w"])
+    target = abstract_like(x)
+    overwrite = jax.jit(lambda t: jax.tree.map(lambda a: a * 0 + 1, t), donate_argnums=0)
+    with Checkpointer(tmp_path / "ck", async_save=True) as ckpt:
+        ckpt.save(1, {"s": x})
+        y = jax.block_until_ready(overwrite(x))
+        ckpt.wait()
+        trees, _ = ckpt.restore(targets={"s": target})
+    np.testing.assert_array_equal(np.asarray(trees["s"]["w"]), ref)
+    assert float(y["w"][0, 0]) == 1.0
