@@ -140,7 +140,7 @@ def main():
     print(f"machine: {os.cpu_count()} CPU cores, jax {jax.__version__}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
     print(f"measured: matmul {flops_s / 1e9:.0f} GFLOP/s (2048^2 float32), copy bandwidth {bw / 1e9:.1f} GB/s "
-          f"(read + written)")
+          f"(read + written); load average at start {os.getloadavg()[0]:.1f} (other processes share the cores)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         hf, model, params = peer_models(tmp)
@@ -166,6 +166,7 @@ def main():
             print(f"| {r['name']} | {r['hf']:.0f} | {r['ours']:.0f} | {r['ratio']:.2f}x | {r['ratio_med']:.2f}x | "
                   f"{rf['tok_s']:.0f} ({rf['bound']}: {rf['bytes'] / 1e6:.0f} MB, {rf['flops'] / 1e9:.2f} GFLOP "
                   f"per step) | {r['ours'] / rf['tok_s']:.0%} |")
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
     if "c" in parts:
         print()
         print(f"(c) fan-out, 2048-token prompt, G=8 (peer model): prefill once + copy {fo['once'] * 1e3:.0f} ms, "

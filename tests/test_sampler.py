@@ -64,11 +64,20 @@ def hf_greedy(hf, prompt, new, eos=None):
     return out[0, len(prompt):].tolist()
 
 
-def teacher_forced(model, params, prompt, completion):
-    ids = jnp.asarray([list(prompt) + list(completion)])
-    logp = jax.nn.log_softmax(model.apply({"params": params}, ids)[0], axis=-1)
+def teacher_forced(model, params, prompt, completions, width):
+    """Log-softmax of each completion's tokens after `prompt`, one forward pass for all rows.
+
+    Completions are right-padded to `width` (causal: the padding cannot change earlier logits), so
+    every call with the same prompt length reuses one compiled program.
+    """
+    ids = np.zeros((len(completions), len(prompt) + width), np.int32)
+    ids[:, :len(prompt)] = prompt
+    for r, c in enumerate(completions):
+        ids[r, len(prompt):len(prompt) + len(c)] = c
+    logp = np.asarray(jax.nn.log_softmax(model.apply({"params": params}, jnp.asarray(ids)), axis=-1))
     n = len(prompt)
-    return np.asarray(logp[n - 1:n - 1 + len(completion)][np.arange(len(completion)), np.asarray(completion)])
+    return [logp[r, n - 1:n - 1 + len(c)][np.arange(len(c)), np.asarray(c, int)] for r, c in enumerate(completions)], \
+        logp
 
 
 def test_greedy_matches_transformers_ragged(tiny):
@@ -107,17 +116,17 @@ def test_sampled_logprobs_equal_teacher_forced(qwen2, kw):
     out = generate(model, params, prompts, max_new_tokens=20, num_samples=3, rng=jax.random.PRNGKey(7),
                    eos_token_ids=(5,), **kw)
     for i, p in enumerate(prompts):
-        for g in range(3):
-            n = int(out.lengths[i, g])
-            comp = out.tokens[i, g, :n].tolist()
-            ref = teacher_forced(model, params, p, comp)
+        comps = [out.tokens[i, g, :int(out.lengths[i, g])].tolist() for g in range(3)]
+        refs, logp = teacher_forced(model, params, p, comps, 20)
+        for g, (comp, ref) in enumerate(zip(comps, refs)):
+            n = len(comp)
             np.testing.assert_allclose(out.logprobs[i, g, :n], ref, atol=LOGPROB_TOL, rtol=0)
             if 5 in comp:
                 assert comp.index(5) == n - 1
             if kw.get("top_k"):  # every token is within the top k of the model's distribution
-                logits = np.asarray(model.apply({"params": params}, jnp.asarray([p + comp]))[0, len(p) - 1:-1])
-                kth = np.sort(logits, axis=-1)[:, -kw["top_k"]]
-                assert (logits[np.arange(n), comp] >= kth).all()
+                rows = logp[g, len(p) - 1:len(p) - 1 + n]
+                kth = np.sort(rows, axis=-1)[:, -kw["top_k"]]
+                assert (rows[np.arange(n), comp] >= kth).all()
 
 
 def test_samples_differ_seed_reproduces_rows_independent(qwen2):
