@@ -52,9 +52,15 @@ def to_jnp(batch):
     return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
+# Adam's step lr*g/(|g|+eps) has slope lr/eps near g = 0: with eps 1e-8, the ~1e-10 reduction-order
+# noise of a gradient that cancels to ~eps moves a param by ~1e-6, a property of Adam, not of the
+# step. Tests comparing params after an update use eps 1e-4 (slope 10) so the comparison is tight.
+EPS = 1e-4
+
+
 def test_step_matches_reference_update(tiny):
     model, params = tiny
-    pc = PolicyConfig(lr=1e-3, grad_clip=0.5, weight_decay=0.01, clip_high=0.28, kl_coef=0.05,
+    pc = PolicyConfig(lr=1e-3, eps=EPS, grad_clip=0.5, weight_decay=0.01, clip_high=0.28, kl_coef=0.05,
                       aggregation="seq_mean_token_mean")
     batch = make_batch()
     ref_params = jax.tree.map(lambda x: x + 0.01, params)
@@ -67,7 +73,7 @@ def test_step_matches_reference_update(tiny):
                            aggregation="seq_mean_token_mean")[0]
 
     loss_want, grads = jax.jit(jax.value_and_grad(ref_loss))(params)
-    opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(1e-3, weight_decay=0.01))
+    opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(1e-3, eps=EPS, weight_decay=0.01))
     updates, _ = opt.update(grads, opt.init(params), params)
     params_want = optax.apply_updates(params, updates)
 
@@ -86,7 +92,7 @@ def test_micro_batches_accumulate_to_the_full_batch(tiny, aggregation, adv_per_t
     batch = to_jnp(make_batch(b=6, seed=1, adv_per_token=adv_per_token))
     out = {}
     for mb in (None, 2):
-        pc = PolicyConfig(lr=1e-4, aggregation=aggregation, micro_batch=mb, logprob_chunk=4)
+        pc = PolicyConfig(lr=1e-3, eps=EPS, aggregation=aggregation, micro_batch=mb, logprob_chunk=4)
         out[mb] = make_train_step(model, pc)(create_state(params, pc), batch)
     (s1, m1), (s2, m2) = out[None], out[2]
     for k in ("loss", "grad_norm", "clip_frac", "ratio_mean", "ratio_max", "tokens"):
