@@ -15,7 +15,6 @@ import numpy as np
 import optax
 import pytest
 from flax import struct
-from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from zeroplay.checkpoint import CheckpointNotFoundError, Checkpointer, abstract_like, replicated, trim_jsonl
 from zeroplay.checkpoint.trees import path_str

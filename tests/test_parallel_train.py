@@ -44,7 +44,6 @@ def test_sharded_step_equals_single_device(micro_batch):
     # reduction-order noise of gradients that cancel to ~eps into ~1e-6 param differences, a
     # property of Adam, not of sharding. eps 1e-4 keeps the slope at 10 so params compare tightly.
     pc = PolicyConfig(lr=1e-3, eps=1e-4, kl_coef=0.05, micro_batch=micro_batch)
-    batch = make_batch()
     ref_params = jax.tree.map(lambda x: x * 0.99, params)
 
     single = jax.sharding.SingleDeviceSharding(jax.devices()[0])

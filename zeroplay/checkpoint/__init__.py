@@ -26,6 +26,7 @@ directory, and the next `Checkpointer` on the directory deletes leftovers.
 """
 from zeroplay.checkpoint.manager import CheckpointNotFoundError, Checkpointer
 from zeroplay.checkpoint.resume import trim_jsonl
-from zeroplay.checkpoint.trees import abstract_like, replicated
+from zeroplay.checkpoint.trees import abstract_like
+from zeroplay.parallel.placement import replicated
 
 __all__ = ["Checkpointer", "CheckpointNotFoundError", "abstract_like", "replicated", "trim_jsonl"]

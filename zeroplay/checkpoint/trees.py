@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import Sharding
 
 
 def is_typed_key(x: Any) -> bool:
@@ -100,11 +100,6 @@ def abstract_like(tree, shardings=None):
     if isinstance(shardings, Sharding):
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shardings), tree)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    """The fully replicated sharding on `mesh` (RNG keys, counters, small trees)."""
-    return NamedSharding(mesh, PartitionSpec())
 
 
 def to_jsonable(x: Any) -> Any:

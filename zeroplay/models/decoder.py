@@ -111,7 +111,6 @@ class Attention(nn.Module):
             k, v = ck.astype(cfg.dtype), cv.astype(cfg.dtype)
 
         b, t = q.shape[:2]
-        s = k.shape[1]
         qg = q.reshape(b, t, nkv, nh // nkv, d)
         scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
         scores = scores * (1.0 / math.sqrt(d))

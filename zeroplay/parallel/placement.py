@@ -29,6 +29,7 @@ def mesh_from_config(config: Any = None, devices=None) -> Mesh:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The fully replicated sharding on `mesh` (RNG keys, counters, small trees)."""
     return NamedSharding(mesh, PartitionSpec())
 
 
