@@ -158,8 +158,8 @@ def main():
                                 max(1, args.reps - 1), flops_s, bw))
     if rows:
         print()
-        print(f"| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | decode roofline tok/s "
-              f"| zeroplay / roofline |")
+        print("| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | decode roofline tok/s "
+              "| zeroplay / roofline |")
         print("|---|---|---|---|---|---|---|")
         for r in rows:
             rf = r["roof"]
