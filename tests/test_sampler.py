@@ -80,10 +80,12 @@ def teacher_forced(model, params, prompt, completions, width):
         logp
 
 
-def test_greedy_matches_transformers_ragged(tiny):
+@pytest.mark.parametrize("decode_kernel", ["xla", "cpu"])
+def test_greedy_matches_transformers_ragged(tiny, decode_kernel):
+    """Both decode steps: XLA operations (every backend) and the fused CPU kernel."""
     hf, model, params = tiny
     prompts = prompts_of([3, 17, 9, 30])
-    out = generate(model, params, prompts, max_new_tokens=12, temperature=0)
+    out = generate(model, params, prompts, max_new_tokens=12, temperature=0, decode_kernel=decode_kernel)
     assert out.tokens.shape == (4, 1, 12) and out.tokens.dtype == np.int32
     assert out.logprobs.shape == (4, 1, 12) and out.logprobs.dtype == np.float32
     assert out.lengths.shape == (4, 1) and out.lengths.dtype == np.int32

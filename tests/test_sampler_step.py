@@ -8,6 +8,7 @@ import torch
 import transformers
 
 from zeroplay.models import ModelConfig, init_cache, init_params
+from zeroplay.sampling import cpu_decode
 from zeroplay.sampling.decode_step import decode_step, head_kernel, split_cache, unstack_layers
 from zeroplay.sampling.logits_processing import first_argmax, inverse_cdf, top_p_mask
 
@@ -25,10 +26,27 @@ CONFIGS = {
 }
 
 
+def _xla_step(cfg, kv_mask, slot):
+    return lambda p, c, t, pos: decode_step(cfg, p, unstack_layers(p, cfg), head_kernel(p, cfg), split_cache(c), t,
+                                            pos, slot, kv_mask)
+
+
+def _cpu_step(cfg, kv_mask, slot):
+    def step(p, c, t, pos):
+        logits, (k, v) = cpu_decode.decode_step(cfg, cpu_decode.pack_weights(p, cfg), cpu_decode.stack_cache(c), t,
+                                                pos, jnp.int32(slot), kv_mask)
+        return logits, [(k[i], v[i]) for i in range(cfg.num_layers)]
+    return step
+
+
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 @pytest.mark.parametrize("scan", [True, False])
-def test_decode_step_matches_decoder_apply(family, scan):
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
+def test_decode_step_matches_decoder_apply(family, scan, impl):
+    """Both decode steps (XLA ops, and the fused CPU kernel) against the decoder's own apply."""
     cfg = CONFIGS[family].replace(scan_layers=scan)
+    if impl == "cpu":
+        assert cpu_decode.use_cpu_kernel("cpu", cfg, None)  # this machine must build and run it
     model, params = init_params(cfg, jax.random.PRNGKey(1))
     # Non-trivial norms and biases.
     leaves, tree = jax.tree.flatten(params)
@@ -43,9 +61,8 @@ def test_decode_step_matches_decoder_apply(family, scan):
     positions = jnp.asarray([7, 3, 10], jnp.int32)
     ref, ref_cache = model.apply({"params": params}, tokens[:, None], positions=positions[:, None], cache=cache,
                                  cache_index=slot, kv_mask=kv_mask)
-    logits, new_cache = jax.jit(lambda p, c, t, pos: decode_step(
-        cfg, p, unstack_layers(p, cfg), head_kernel(p, cfg), c, t, pos, slot, kv_mask))(
-        params, split_cache(cache), tokens, positions)
+    make = _xla_step if impl == "xla" else _cpu_step
+    logits, new_cache = jax.jit(make(cfg, kv_mask, slot))(params, cache, tokens, positions)
     ref = np.asarray(ref[:, 0])
     assert np.abs(np.asarray(logits) - ref).max() <= STEP_REL_TOL * np.abs(ref).max()
     for i, (k, v) in enumerate(split_cache(ref_cache)):

@@ -1,5 +1,8 @@
 """One-token decode step over the `Decoder`'s parameters, with the KV cache updated in place.
 
+This is the XLA decode step: every backend and mesh. On a single CPU device in float32 the
+sampler uses the fused kernel of `cpu_decode.py` instead (same math, one call per step).
+
 `Decoder.apply` with a cache is right for prefill, but inside a decode loop on the CPU its
 scanned layers copy each layer's weights and cache out of the stacked arrays every step, and its
 attention einsum transposes the whole cache (measured: about 2.4x the bytes of the weights

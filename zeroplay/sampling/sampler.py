@@ -10,11 +10,14 @@ Each prompt is prefilled once and its cache copied to its G sample rows. The dec
 slot P + i at step i for every row into a preallocated cache of P + M slots (M = new-token
 bucket); its state is donated so XLA updates the cache in place, and it exits as soon as every
 row has finished. Stop strings are checked on the host between chunks of decode steps.
+The decode step is XLA operations (`decode_step.py`) or, on one CPU device in float32, one fused
+call of the hand-written CPU kernel (`cpu_decode.py`); `decode_kernel` chooses.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from typing import Any, Sequence
 
 import flax.struct
@@ -24,6 +27,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from zeroplay.models.decoder import init_cache, lm_head_kernel
+from zeroplay.sampling import cpu_decode
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
 from zeroplay.sampling.decode_step import CACHE_AXES, decode_step, head_kernel, split_cache, unstack_layers
 from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms
@@ -46,7 +50,7 @@ class SampleOutput:
 
 @flax.struct.dataclass
 class DecodeState:
-    cache: tuple  # per layer (k, v), each [B, KVH, P + M, D]
+    cache: tuple  # per layer (k, v), each [B, KVH, P + M, D]; with the CPU kernel one stacked [L, B, ...] pair
     kv_mask: jax.Array  # bool [B, P + M]: real prompt slots, and every generated slot
     last: jax.Array  # int32 [B]: the token to feed next
     next_pos: jax.Array  # int32 [B]: its rotary position
@@ -89,17 +93,44 @@ def _is_eos(tok: jax.Array, eos: jax.Array) -> jax.Array:
 
 
 class _Programs:
-    """The jitted prefill and decode for one (model, sampling mode, fan-out, mesh)."""
+    """The jitted prefill and decode for one (model, sampling mode, fan-out, mesh, decode step).
 
-    def __init__(self, model, mode: SamplingMode, num_samples: int, mesh, rules):
+    kernel=False: the decode step is XLA operations (`decode_step.py`), any backend or mesh.
+    kernel=True: it is one fused CPU call (`cpu_decode.py`) on weights packed once per request.
+    """
+
+    def __init__(self, model, mode: SamplingMode, num_samples: int, mesh, rules, kernel: bool):
         self.model, self.cfg, self.mode, self.g = model, model.cfg, mode, num_samples
-        self.mesh, self.rules = mesh, rules
+        self.mesh, self.rules, self.kernel = mesh, rules, kernel
         self.prefill = jax.jit(self._prefill, static_argnames=("max_new",))
         self.decode = jax.jit(self._decode, donate_argnums=(2,))
-        self.head = jax.jit(functools.partial(head_kernel, cfg=self.cfg))
+        weights = cpu_decode.pack_weights if kernel else head_kernel
+        self._weights = jax.jit(functools.partial(weights, cfg=self.cfg))
+        self._last = (None, None)  # (weakrefs to the param leaves, their decode weights)
+
+    def weights(self, params):
+        """The decode step's extra weights for `params`, reused while the same param arrays live.
+
+        JAX arrays are immutable, so the same leaf objects mean the same values: repeated requests
+        on unchanged params (evaluation, several rollout batches per step) re-lay nothing, while
+        the first request after an update does. Only weak references to the params are held.
+        """
+        leaves = jax.tree.leaves(params)
+        refs, cached = self._last
+        if refs is not None and len(refs) == len(leaves) and all(r() is x for r, x in zip(refs, leaves)):
+            return cached
+        out = self._weights(params)
+        try:
+            self._last = ([weakref.ref(x, self._forget) for x in leaves], out)
+        except TypeError:  # a leaf that takes no weak reference (a NumPy array): no reuse
+            self._last = (None, None)
+        return out
+
+    def _forget(self, _ref):  # a param leaf died: release the model-sized copy with it
+        self._last = (None, None)
 
     def _constrain(self, state: DecodeState) -> DecodeState:
-        if self.mesh is None:
+        if self.mesh is None or self.kernel:  # the kernel runs on one device only
             return state
         from zeroplay.parallel import fit_to_shape, logical_to_sharding
 
@@ -131,8 +162,12 @@ class _Programs:
         logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
         # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
         b = n * g
-        full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
-                            split_cache(cache))
+        if self.kernel:  # [L, B, KVH, S, D]: rows on axis 1, slots on axis 3
+            full = tuple(jnp.pad(jnp.repeat(c, g, axis=1), ((0, 0), (0, 0), (0, 0), (0, max_new), (0, 0)))
+                         for c in cpu_decode.stack_cache(cache))
+        else:
+            full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
+                                split_cache(cache))
         logits = jnp.repeat(logits, g, axis=0)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
         prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
@@ -147,18 +182,20 @@ class _Programs:
                             uniforms=uniforms, step=jnp.int32(1))
         return self._constrain(state)
 
-    def _decode(self, params, head, state: DecodeState, limit, temperature, top_p, eos):
+    def _decode(self, params, weights, state: DecodeState, limit, temperature, top_p, eos):
         _TRACES["decode"] += 1
         cfg = self.cfg
         p = state.kv_mask.shape[1] - state.tokens.shape[1]
-        layers = unstack_layers(params, cfg)  # once, outside the loop
+        if self.kernel:
+            step = functools.partial(cpu_decode.decode_step, cfg, weights)
+        else:
+            step = functools.partial(decode_step, cfg, params, unstack_layers(params, cfg), weights)  # unstacked once
 
         def cond(s: DecodeState):
             return (s.step < limit) & ~jnp.all(s.finished)
 
         def body(s: DecodeState):
-            logits, cache = decode_step(cfg, params, layers, head, s.cache, s.last, s.next_pos, p + s.step - 1,
-                                        s.kv_mask)
+            logits, cache = step(s.cache, s.last, s.next_pos, p + s.step - 1, s.kv_mask)
             u = jax.lax.dynamic_index_in_dim(s.uniforms, s.step, axis=1, keepdims=False)
             tok, lp = choose(logits, u, self.mode, temperature, top_p)
             live = ~s.finished
@@ -175,10 +212,10 @@ class _Programs:
 _PROGRAMS: dict[Any, _Programs] = {}
 
 
-def _programs(model, mode, num_samples, mesh, rules) -> _Programs:
-    key = (repr(model.cfg), mode, num_samples, id(mesh) if mesh is not None else None, repr(rules))
+def _programs(model, mode, num_samples, mesh, rules, kernel) -> _Programs:
+    key = (repr(model.cfg), mode, num_samples, id(mesh) if mesh is not None else None, repr(rules), kernel)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = _Programs(model, mode, num_samples, mesh, rules)
+        _PROGRAMS[key] = _Programs(model, mode, num_samples, mesh, rules, kernel)
     return _PROGRAMS[key]
 
 
@@ -205,7 +242,7 @@ class Plan:
     """What the decode calls of one request need besides the state."""
     programs: _Programs
     params: Any
-    head: jax.Array
+    weights: Any  # the decode step's extra weights: the [H, V] head, or the CPU kernel's packed tree
     temperature: jax.Array
     top_p: jax.Array
     eos: jax.Array
@@ -215,14 +252,14 @@ class Plan:
 
     def decode(self, state: DecodeState, limit: int) -> DecodeState:
         """Run the decode loop (donating `state`) until step `limit` or every row has finished."""
-        return self.programs.decode(self.params, self.head, state, jnp.int32(limit), self.temperature, self.top_p,
+        return self.programs.decode(self.params, self.weights, state, jnp.int32(limit), self.temperature, self.top_p,
                                     self.eos)
 
 
 def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
             rng=None, mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-            pad_token_id: int = 0) -> tuple[DecodeState, Plan]:
+            pad_token_id: int = 0, decode_kernel: str = "auto") -> tuple[DecodeState, Plan]:
     """Validate, bucket and prefill: the state after the first generated token, and its plan."""
     cfg = model.cfg
     max_len = int(max_cache_len or cfg.max_position_embeddings)
@@ -243,7 +280,8 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     eos = np.full((max(4, -(-len(eos_token_ids) // 4) * 4),), -1, np.int32)
     eos[:len(eos_token_ids)] = list(eos_token_ids)
 
-    progs = _programs(model, mode, g, mesh, rules)
+    kernel = cpu_decode.use_cpu_kernel(decode_kernel, cfg, mesh)
+    progs = _programs(model, mode, g, mesh, rules, kernel)
     if mesh is not None:
         params = _place_params(params, model, mesh, rules)
     temp = jnp.float32(temperature if temperature > 0 else 1.0)
@@ -251,7 +289,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     eos_arr = jnp.asarray(eos)
     state = progs.prefill(params, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
                           top_p_arr, eos_arr, max_new=m)
-    plan = Plan(programs=progs, params=params, head=progs.head(params), temperature=temp, top_p=top_p_arr,
+    plan = Plan(programs=progs, params=params, weights=progs.weights(params), temperature=temp, top_p=top_p_arr,
                 eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
     return state, plan
 
@@ -260,7 +298,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
              rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
              mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-             pad_token_id: int = 0) -> SampleOutput:
+             pad_token_id: int = 0, decode_kernel: str = "auto") -> SampleOutput:
     """Sample `num_samples` completions of every prompt (see the module docstring).
 
     tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
@@ -271,13 +309,15 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     mesh / rules: shard params (no copy when already placed) and the cache, rows over the batch axes.
     buckets: the static sizes for prompt length, prompt count and max_new_tokens.
     max_cache_len: longest prompt + max_new_tokens allowed (default: the model's max positions).
+    decode_kernel: "auto" runs each decode step as one fused CPU call where it applies (float32 on
+    one CPU device, see cpu_decode.py), "xla" always uses XLA operations, "cpu" requires the kernel.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
     state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
                           temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
                           mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
-                          pad_token_id=pad_token_id)
+                          pad_token_id=pad_token_id, decode_kernel=decode_kernel)
     n, g, max_new_tokens = plan.num_prompts, plan.num_samples, plan.max_new_tokens
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
     if checker is None:

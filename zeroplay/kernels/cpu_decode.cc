@@ -1,0 +1,634 @@
+// One decode step of a Llama / Qwen2 / Qwen3 decoder on the CPU, as a single XLA FFI call.
+//
+// Why it exists: on a CPU, XLA runs a one-token decode step as ~12 separate operations per layer,
+// each with a fixed dispatch cost, and its float32 dots on thin [B, K] x [K, N] shapes read the
+// weights at about half the memory bandwidth (benchmarks/decode_matmul_floor.py). This file runs
+// the whole step (every layer, the final norm and the LM head) in one call: weights pre-packed
+// into 16-column panels read once per step as a sequential stream, a 6x16 register-tiled FMA
+// kernel, fused epilogues (bias, residual add, SwiGLU), and a small persistent thread team.
+//
+// Math is the decoder's, in float32: RMSNorm as scale * (x * rsqrt(mean(x^2) + eps)), rotary
+// half-split rotation with cos/sin given by the caller (computed by XLA, as in the decoder),
+// grouped-query attention over the cache slots kv_mask allows up to `slot`, SwiGLU MLP.
+// Needs AVX2 and FMA; the Python side checks `zp_cpu_supported()` before registering it.
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kPanel = 16;  // columns per packed weight panel: two 8-float AVX registers
+constexpr int kPrefetch = 64;  // panel rows (64-byte lines) fetched ahead of the FMA loop
+constexpr int kRows = 6;    // rows per register tile: 6 x 2 accumulators + 2 weights + 1 broadcast
+
+// ------------------------------------------------------------------------------------------
+// Thread team: the caller plus persistent workers that claim work items from a shared counter.
+// The counter holds (generation << 32 | next item), so a worker that wakes late can never claim
+// an item of a later job; workers spin briefly between jobs, then sleep on a condition variable.
+// ------------------------------------------------------------------------------------------
+using TaskFn = void (*)(const void* ctx, int item);
+
+class Team {
+ public:
+  static Team& Get() {
+    static Team* team = new Team();  // never destroyed: workers may outlive static destruction
+    return *team;
+  }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Runs fn(ctx, i) for i in [0, n) on the team; returns when all have finished.
+  void Run(int n, TaskFn fn, const void* ctx) {
+    std::unique_lock<std::mutex> solo(call_mutex_, std::try_to_lock);
+    if (workers_.empty() || forked_ || n <= 1 || !solo.owns_lock()) {  // or another caller has it
+      for (int i = 0; i < n; ++i) fn(ctx, i);
+      return;
+    }
+    fn_ = fn;
+    ctx_ = ctx;
+    n_ = n;
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t gen = gen_.load(std::memory_order_relaxed) + 1;
+    next_.store(gen << 32, std::memory_order_relaxed);
+    gen_.store(gen, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+    Work(gen);
+    while (done_.load(std::memory_order_acquire) < n) _mm_pause();
+  }
+
+ private:
+  Team() {
+    // A forked child has only the forking thread: the team's workers are gone, so run serially.
+    pthread_atfork(nullptr, nullptr, [] { Team::Get().forked_ = true; });
+    int n = CountCpus();
+    if (const char* env = std::getenv("ZEROPLAY_CPU_KERNEL_THREADS")) n = std::max(1, std::atoi(env));
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { Loop(); });
+    for (auto& t : workers_) t.detach();
+  }
+
+  static int CountCpus() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  void Work(uint64_t gen) {
+    int count = 0;
+    for (;;) {
+      uint64_t cur = next_.load(std::memory_order_acquire);
+      int item;
+      do {
+        if ((cur >> 32) != gen) goto out;
+        item = static_cast<int>(cur & 0xffffffffu);
+        if (item >= n_) goto out;
+      } while (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel));
+      fn_(ctx_, item);
+      ++count;
+    }
+  out:
+    if (count) done_.fetch_add(count, std::memory_order_release);
+  }
+
+  void Loop() {
+    uint64_t seen = gen_.load(std::memory_order_acquire);
+    for (;;) {
+      auto start = std::chrono::steady_clock::now();
+      uint64_t gen;
+      int spins = 0;
+      while ((gen = gen_.load(std::memory_order_acquire)) == seen) {
+        _mm_pause();
+        if (++spins % 256 == 0 &&
+            std::chrono::steady_clock::now() - start > std::chrono::microseconds(200)) {
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          std::unique_lock<std::mutex> lock(sleep_mutex_);
+          wake_.wait(lock, [&] { return gen_.load(std::memory_order_seq_cst) != seen; });
+          sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+          start = std::chrono::steady_clock::now();
+        }
+      }
+      seen = gen;
+      Work(gen);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex call_mutex_, sleep_mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> gen_{0}, next_{0};
+  std::atomic<int> done_{0}, sleepers_{0};
+  TaskFn fn_ = nullptr;
+  const void* ctx_ = nullptr;
+  int n_ = 0;
+  bool forked_ = false;
+};
+
+template <class F>
+void ParallelFor(int n, const F& f) {
+  Team::Get().Run(n, [](const void* ctx, int i) { (*static_cast<const F*>(ctx))(i); }, &f);
+}
+
+// ------------------------------------------------------------------------------------------
+// Vector math.
+// ------------------------------------------------------------------------------------------
+inline __m256 Exp(__m256 x) {  // Cephes-style exp: relative error ~1e-7 on [-87, 88]
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
+  x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+  __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float Dot(const float* a, const float* b, int n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y = scale * (x * rsqrt(mean(x^2) + eps)), one row of n floats.
+void RmsNorm(const float* x, const float* scale, float eps, int n, float* y) {
+  float ms = Dot(x, x, n) / static_cast<float>(n);
+  float r = 1.0f / std::sqrt(ms + eps);
+  for (int i = 0; i < n; ++i) y[i] = scale[i] * (x[i] * r);
+}
+
+// ------------------------------------------------------------------------------------------
+// Panel matmul: y[B, N] (op)= x[B, K] @ W, with W packed as [ceil(N / 16), K, 16] (zero padded).
+// ------------------------------------------------------------------------------------------
+enum class Epilogue { kStore, kBias, kAccumulate, kSwiGlu };
+
+// One register tile: MB rows of x (packed [k_len, MB], see PackRows) against k_len rows of one
+// 16-column panel, accumulating
+// into acc (zeroed first unless `resume`). The accumulators live in registers inside the loop.
+// Line k of `prefetch` is requested at step k, to keep the memory stream ahead of the FMAs.
+template <int MB>
+__attribute__((always_inline)) inline void Tile(const float* x, const float* panel, int k_len,
+                                                const float* prefetch, bool resume, __m256 acc[][2]) {
+  __m256 a0[MB], a1[MB];
+#pragma GCC unroll 8
+  for (int r = 0; r < MB; ++r) {
+    a0[r] = resume ? acc[r][0] : _mm256_setzero_ps();
+    a1[r] = resume ? acc[r][1] : _mm256_setzero_ps();
+  }
+  for (int k = 0; k < k_len; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * kPanel), _MM_HINT_T0);
+    const __m256 w0 = _mm256_loadu_ps(panel + k * kPanel);
+    const __m256 w1 = _mm256_loadu_ps(panel + k * kPanel + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < MB; ++r) {
+      const __m256 xb = _mm256_broadcast_ss(x + k * MB + r);
+      a0[r] = _mm256_fmadd_ps(xb, w0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(xb, w1, a1[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MB; ++r) acc[r][0] = a0[r], acc[r][1] = a1[r];
+}
+
+struct Matmul {
+  const float* x;  // [B, K]
+  const float* w;  // packed [NP, K, 16]
+  const float* bias;  // [N] for kBias
+  float* y;  // [B, N] (kSwiGlu: [B, N / 2])
+  int b, k, n;
+  Epilogue op;
+  const float* xp = nullptr;  // x with each row tile packed [K, rows]: Run() fills it
+
+  const float* PanelAt(int p) const { return w + static_cast<int64_t>(p) * k * kPanel; }
+
+  void TileOf(int rows, int row0, int p, int k0, int k_len, const float* prefetch, __m256 acc[][2]) const {
+    const float* xs = xp + static_cast<int64_t>(row0) * k + static_cast<int64_t>(k0) * rows;
+    const float* panel = PanelAt(p) + static_cast<int64_t>(k0) * kPanel;
+    const bool resume = k0 > 0;
+    switch (rows) {
+      case 6: Tile<6>(xs, panel, k_len, prefetch, resume, acc); break;
+      case 5: Tile<5>(xs, panel, k_len, prefetch, resume, acc); break;
+      case 4: Tile<4>(xs, panel, k_len, prefetch, resume, acc); break;
+      case 3: Tile<3>(xs, panel, k_len, prefetch, resume, acc); break;
+      case 2: Tile<2>(xs, panel, k_len, prefetch, resume, acc); break;
+      default: Tile<1>(xs, panel, k_len, prefetch, resume, acc); break;
+    }
+  }
+
+  void Finish(int rows, int row0, int p, __m256 acc[][2]) const {
+    if (op == Epilogue::kSwiGlu) {  // panel p = 8 gate columns then 8 up columns of features 8p..8p+7
+      const int f = n / 2;
+      for (int r = 0; r < rows; ++r) {
+        const __m256 g = acc[r][0];
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f),
+                                                           Exp(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+        _mm256_storeu_ps(y + static_cast<int64_t>(row0 + r) * f + 8 * p, _mm256_mul_ps(silu, acc[r][1]));
+      }
+      return;
+    }
+    const int col0 = p * kPanel, cols = std::min(kPanel, n - col0);
+    for (int r = 0; r < rows; ++r) {
+      alignas(32) float out[kPanel];
+      _mm256_store_ps(out, acc[r][0]);
+      _mm256_store_ps(out + 8, acc[r][1]);
+      float* dst = y + static_cast<int64_t>(row0 + r) * n + col0;
+      switch (op) {
+        case Epilogue::kStore: for (int c = 0; c < cols; ++c) dst[c] = out[c]; break;
+        case Epilogue::kBias: for (int c = 0; c < cols; ++c) dst[c] = out[c] + bias[col0 + c]; break;
+        case Epilogue::kAccumulate: for (int c = 0; c < cols; ++c) dst[c] += out[c]; break;
+        default: break;
+      }
+    }
+  }
+
+  // Row tiles: 6 rows each, except that a remainder of 1-3 rows is merged with one 6-row tile
+  // and split in two (8 -> 4 + 4, 9 -> 5 + 4): a tile under 4 rows has too few accumulators to
+  // hide the FMA latency.
+  int RowTiles(std::vector<int>& rows) const {
+    int full = b / kRows, rem = b % kRows;
+    if (rem > 0 && rem < 4 && full > 0) --full, rem += kRows;
+    rows.assign(full, kRows);
+    if (rem > kRows) rows.push_back(rem - rem / 2), rem /= 2;
+    if (rem > 0) rows.push_back(rem);
+    return static_cast<int>(rows.size());
+  }
+
+  // Row tiles go in groups of up to 8 (48 rows); a group walks K in blocks of 128 panel rows
+  // (8 KB), running each of its tiles on the block while it is in L1. So the weights stream
+  // from memory once, without pausing for re-reads, and the partial sums (at most 8 x 12
+  // registers) wait in L1 between blocks.
+  void Panel(int p, const std::vector<int>& rows) const {
+    constexpr int kBlock = 128, kGroup = 8;
+    __m256 acc[kGroup][kRows][2];
+    const int tiles = static_cast<int>(rows.size());
+    for (int g0 = 0, row0 = 0; g0 < tiles; g0 += kGroup) {
+      const int g1 = std::min(tiles, g0 + kGroup);
+      for (int k0 = 0; k0 < k; k0 += kBlock) {
+        const int k_len = std::min(kBlock, k - k0);
+        const float* ahead = PanelAt(p) + static_cast<int64_t>(k0 + kPrefetch) * kPanel;
+        for (int t = g0, row = row0; t < g1; row += rows[t], ++t)
+          TileOf(rows[t], row, p, k0, k_len, ahead, acc[t - g0]);
+      }
+      for (int t = g0; t < g1; row0 += rows[t], ++t) Finish(rows[t], row0, p, acc[t - g0]);
+    }
+  }
+
+  // Work items are runs of consecutive panels, so each thread streams long contiguous stretches
+  // of the packed weights (the hardware prefetcher restarts at every jump): few long runs for
+  // small (memory-bound) batches, more and shorter ones for large (compute-bound) batches, where
+  // an uneven finish costs more than a restarted stream.
+  void Run() const {
+    const int panels = (n + kPanel - 1) / kPanel;
+    const int items = std::min(panels, (b <= 2 * kRows ? 4 : 16) * Team::Get().size());
+    std::vector<int> rows;
+    RowTiles(rows);
+    // The tile's broadcasts then read one contiguous stream instead of one stream per row.
+    // Grow-only per thread: a fresh buffer per call would be fresh pages (faults) every time.
+    thread_local std::vector<float> packed;
+    packed.resize(std::max(packed.size(), static_cast<size_t>(b) * k));
+    for (int t = 0, r0 = 0; t < static_cast<int>(rows.size()); r0 += rows[t], ++t)
+      for (int r = 0; r < rows[t]; ++r)
+        for (int kk = 0; kk < k; ++kk)
+          packed[static_cast<size_t>(r0) * k + static_cast<size_t>(kk) * rows[t] + r] =
+              x[static_cast<size_t>(r0 + r) * k + kk];
+    Matmul m = *this;
+    m.xp = packed.data();
+    ParallelFor(items, [&m, panels, items, &rows](int i) {
+      const int end = static_cast<int>(static_cast<int64_t>(panels) * (i + 1) / items);
+      for (int p = static_cast<int>(static_cast<int64_t>(panels) * i / items); p < end; ++p) m.Panel(p, rows);
+    });
+  }
+};
+
+// ------------------------------------------------------------------------------------------
+// The decode step.
+// ------------------------------------------------------------------------------------------
+struct Dims {
+  int64_t b, h, layers, nh, nkv, d, f, v, s;
+};
+
+// out += sum_j p[j] * v[idx[j]] over NV vectors (8 NV floats) of each value row, from column c.
+template <int NV>
+inline void WeightedSum(const float* p, const int* idx, int n, const float* vals, int d, int c, float scale,
+                        float* out) {
+  __m256 a[NV];
+  for (int i = 0; i < NV; ++i) a[i] = _mm256_setzero_ps();
+  for (int j = 0; j < n; ++j) {
+    const __m256 pb = _mm256_set1_ps(p[j]);
+    const float* row = vals + static_cast<int64_t>(idx[j]) * d + c;
+    for (int i = 0; i < NV; ++i) a[i] = _mm256_fmadd_ps(pb, _mm256_loadu_ps(row + 8 * i), a[i]);
+  }
+  for (int i = 0; i < NV; ++i) _mm256_storeu_ps(out + c + 8 * i, _mm256_mul_ps(a[i], _mm256_set1_ps(scale)));
+}
+
+// Four dot products of q with four key rows at once (independent FMA chains).
+inline void Dot4(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int d,
+                 float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int c = 0; c < d; c += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + c);
+    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + c), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + c), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + c), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + c), a3);
+  }
+  out[0] = HorizontalSum(a0), out[1] = HorizontalSum(a1), out[2] = HorizontalSum(a2), out[3] = HorizontalSum(a3);
+}
+
+// Grouped-query attention of one new token per row over the live cache slots (kv_mask set and
+// at most `slot`): one work item per (row, kv head), its query heads sharing the gathered slots.
+void Attention(const Dims& dm, const float* q, const float* kc, const float* vc, const uint8_t* kv_mask,
+               int slot, float* out) {
+  const int group = static_cast<int>(dm.nh / dm.nkv), d = static_cast<int>(dm.d);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  ParallelFor(static_cast<int>(dm.b * dm.nkv), [&](int item) {
+    const int64_t bi = item / dm.nkv, kh = item % dm.nkv;
+    const float* keys = kc + (bi * dm.nkv + kh) * dm.s * d;
+    const float* vals = vc + (bi * dm.nkv + kh) * dm.s * d;
+    const uint8_t* mask = kv_mask + bi * dm.s;
+    std::vector<int> idx;
+    idx.reserve(slot + 1);
+    for (int s = 0; s <= slot; ++s)
+      if (mask[s]) idx.push_back(s);
+    const int n = static_cast<int>(idx.size());
+    std::vector<float> p(n + 8);
+    for (int g = 0; g < group; ++g) {
+      const int64_t head = kh * group + g;
+      const float* qh = q + (bi * dm.nh + head) * d;
+      int j = 0;
+      for (; j + 4 <= n; j += 4)
+        Dot4(qh, keys + static_cast<int64_t>(idx[j]) * d, keys + static_cast<int64_t>(idx[j + 1]) * d,
+             keys + static_cast<int64_t>(idx[j + 2]) * d, keys + static_cast<int64_t>(idx[j + 3]) * d, d, &p[j]);
+      for (; j < n; ++j) p[j] = Dot(qh, keys + static_cast<int64_t>(idx[j]) * d, d);
+      float mx = -INFINITY;
+      for (j = 0; j < n; ++j) mx = std::max(mx, p[j] *= scale);
+      __m256 total = _mm256_setzero_ps();
+      const __m256 vmx = _mm256_set1_ps(mx);
+      for (j = 0; j + 8 <= n; j += 8) {
+        const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(&p[j]), vmx));
+        _mm256_storeu_ps(&p[j], e);
+        total = _mm256_add_ps(total, e);
+      }
+      float sum = HorizontalSum(total);
+      for (; j < n; ++j) sum += (p[j] = std::exp(p[j] - mx));
+      float* o = out + (bi * dm.nh + head) * d;
+      int c = 0;
+      for (; c + 32 <= d; c += 32) WeightedSum<4>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
+      for (; c < d; c += 8) WeightedSum<1>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
+    }
+  });
+}
+
+// Rotary half-split rotation of one head vector in place: [x1 * cos - x2 * sin, x2 * cos + x1 * sin].
+inline void Rope(float* x, const float* cos, const float* sin, int half) {
+  for (int i = 0; i < half; ++i) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] - b * sin[i];
+    x[i + half] = b * cos[i] + a * sin[i];
+  }
+}
+
+ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_cos, ffi::Buffer<ffi::F32> rope_sin,
+                      ffi::Buffer<ffi::U8> kv_mask, ffi::Buffer<ffi::S32> slot_buf,
+                      ffi::Buffer<ffi::F32> ln1, ffi::Buffer<ffi::F32> qkv_w, ffi::Buffer<ffi::F32> qkv_b,
+                      ffi::Buffer<ffi::F32> q_norm, ffi::Buffer<ffi::F32> k_norm, ffi::Buffer<ffi::F32> o_w,
+                      ffi::Buffer<ffi::F32> ln2, ffi::Buffer<ffi::F32> gate_up_w, ffi::Buffer<ffi::F32> down_w,
+                      ffi::Buffer<ffi::F32> final_norm, ffi::Buffer<ffi::F32> head_w,
+                      ffi::Buffer<ffi::F32> k_in, ffi::Buffer<ffi::F32> v_in,
+                      ffi::ResultBuffer<ffi::F32> logits, ffi::ResultBuffer<ffi::F32> k_cache,
+                      ffi::ResultBuffer<ffi::F32> v_cache, float eps, int64_t num_heads, int64_t num_kv_heads,
+                      bool has_bias, bool has_qk_norm) {
+  const auto kdims = k_in.dimensions();  // [L, B, KVH, S, D]
+  if (kdims.size() != 5) return ffi::Error::InvalidArgument("cache must be [L, B, KVH, S, D]");
+  Dims dm{kdims[1], embeds.dimensions()[1], kdims[0], num_heads, num_kv_heads, kdims[4],
+          gate_up_w.dimensions()[1] * 8, logits->dimensions()[1], kdims[3]};
+  if (dm.nkv <= 0 || dm.nh % dm.nkv != 0 || dm.d % 8 != 0 || dm.d / 2 != rope_cos.dimensions()[1])
+    return ffi::Error::InvalidArgument("unsupported head layout");
+  // The packed shapes the Python side builds; a mismatch would read out of bounds, so refuse it.
+  auto panels = [](int64_t n) { return (n + kPanel - 1) / kPanel; };
+  auto is = [](ffi::Span<const int64_t> got, std::vector<int64_t> want) {
+    return std::equal(got.begin(), got.end(), want.begin(), want.end());
+  };
+  const int64_t nq = (dm.nh + 2 * dm.nkv) * dm.d;
+  if (!is(embeds.dimensions(), {dm.b, dm.h}) || !is(kv_mask.dimensions(), {dm.b, dm.s}) ||
+      !is(v_in.dimensions(), {dm.layers, dm.b, dm.nkv, dm.s, dm.d}) || !is(ln1.dimensions(), {dm.layers, dm.h}) ||
+      !is(ln2.dimensions(), {dm.layers, dm.h}) || !is(qkv_w.dimensions(), {dm.layers, panels(nq), dm.h, kPanel}) ||
+      !is(o_w.dimensions(), {dm.layers, panels(dm.h), dm.nh * dm.d, kPanel}) ||
+      !is(gate_up_w.dimensions(), {dm.layers, dm.f / 8, dm.h, kPanel}) ||
+      !is(down_w.dimensions(), {dm.layers, panels(dm.h), dm.f, kPanel}) ||
+      !is(final_norm.dimensions(), {dm.h}) || !is(head_w.dimensions(), {panels(dm.v), dm.h, kPanel}) ||
+      !is(rope_sin.dimensions(), {dm.b, dm.d / 2}) || !is(rope_cos.dimensions(), {dm.b, dm.d / 2}) ||
+      (has_bias && !is(qkv_b.dimensions(), {dm.layers, nq})) ||
+      (has_qk_norm && (!is(q_norm.dimensions(), {dm.layers, dm.d}) || !is(k_norm.dimensions(), {dm.layers, dm.d}))))
+    return ffi::Error::InvalidArgument("zp_cpu_decode_step: operand shapes do not match the model");
+  const int slot = slot_buf.typed_data()[0];
+  if (slot < 0 || slot >= dm.s) return ffi::Error::InvalidArgument("cache slot out of range");
+
+  float* kc = k_cache->typed_data();
+  float* vc = v_cache->typed_data();
+  const int64_t cache_elems = dm.layers * dm.b * dm.nkv * dm.s * dm.d;
+  if (kc != k_in.typed_data()) std::memcpy(kc, k_in.typed_data(), cache_elems * sizeof(float));
+  if (vc != v_in.typed_data()) std::memcpy(vc, v_in.typed_data(), cache_elems * sizeof(float));
+
+  const int64_t b = dm.b, h = dm.h, d = dm.d, nh = dm.nh, nkv = dm.nkv, f = dm.f;
+  const int64_t nqkv = (nh + 2 * nkv) * d, half = d / 2;
+  // Scratch reused across calls (grow-only), so steady decoding touches no fresh pages.
+  thread_local std::vector<float> x, hn, qkv, attn, act;
+  x.assign(embeds.typed_data(), embeds.typed_data() + b * h);
+  for (auto [buf, size] : {std::pair{&hn, b * std::max(h, nh * d)}, std::pair{&qkv, b * nqkv},
+                           std::pair{&attn, b * nh * d}, std::pair{&act, b * f}})
+    if (static_cast<int64_t>(buf->size()) < size) buf->resize(size);
+  const int64_t qkv_panels = (nqkv + kPanel - 1) / kPanel, o_panels = (h + kPanel - 1) / kPanel;
+  const uint8_t* mask = kv_mask.typed_data();
+
+  for (int64_t l = 0; l < dm.layers; ++l) {
+    for (int64_t r = 0; r < b; ++r)
+      RmsNorm(x.data() + r * h, ln1.typed_data() + l * h, eps, h, hn.data() + r * h);
+    Matmul{hn.data(), qkv_w.typed_data() + l * qkv_panels * h * kPanel, qkv_b.typed_data() + l * nqkv * has_bias,
+           qkv.data(), static_cast<int>(b), static_cast<int>(h), static_cast<int>(nqkv),
+           has_bias ? Epilogue::kBias : Epilogue::kStore}.Run();
+    float* lk = kc + l * b * nkv * dm.s * d;
+    float* lv = vc + l * b * nkv * dm.s * d;
+    for (int64_t r = 0; r < b; ++r) {
+      float* row = qkv.data() + r * nqkv;
+      const float* cs = rope_cos.typed_data() + r * half;
+      const float* sn = rope_sin.typed_data() + r * half;
+      for (int64_t hd = 0; hd < nh + nkv; ++hd) {  // q heads then k heads
+        float* vec = row + hd * d;
+        if (has_qk_norm) {
+          const float* sc = (hd < nh ? q_norm.typed_data() : k_norm.typed_data()) + l * d;
+          std::vector<float> tmp(vec, vec + d);
+          RmsNorm(tmp.data(), sc, eps, d, vec);
+        }
+        Rope(vec, cs, sn, half);
+      }
+      for (int64_t kh = 0; kh < nkv; ++kh) {
+        const int64_t at = ((r * nkv + kh) * dm.s + slot) * d;
+        std::memcpy(lk + at, row + (nh + kh) * d, d * sizeof(float));
+        std::memcpy(lv + at, row + (nh + nkv + kh) * d, d * sizeof(float));
+      }
+      std::memcpy(hn.data() + r * nh * d, row, nh * d * sizeof(float));  // q, contiguous per row
+    }
+    Attention(dm, hn.data(), lk, lv, mask, slot, attn.data());
+    Matmul{attn.data(), o_w.typed_data() + l * o_panels * nh * d * kPanel, nullptr, x.data(),
+           static_cast<int>(b), static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate}.Run();
+    for (int64_t r = 0; r < b; ++r)
+      RmsNorm(x.data() + r * h, ln2.typed_data() + l * h, eps, h, hn.data() + r * h);
+    Matmul{hn.data(), gate_up_w.typed_data() + l * (f / 8) * h * kPanel, nullptr, act.data(),
+           static_cast<int>(b), static_cast<int>(h), static_cast<int>(2 * f), Epilogue::kSwiGlu}.Run();
+    Matmul{act.data(), down_w.typed_data() + l * o_panels * f * kPanel, nullptr, x.data(),
+           static_cast<int>(b), static_cast<int>(f), static_cast<int>(h), Epilogue::kAccumulate}.Run();
+  }
+  for (int64_t r = 0; r < b; ++r) RmsNorm(x.data() + r * h, final_norm.typed_data(), eps, h, hn.data() + r * h);
+  Matmul{hn.data(), head_w.typed_data(), nullptr, logits->typed_data(), static_cast<int>(b),
+         static_cast<int>(h), static_cast<int>(dm.v), Epilogue::kStore}.Run();
+  return ffi::Error::Success();
+}
+
+// ------------------------------------------------------------------------------------------
+// Weight packing (once per generate call): XLA:CPU's transposes run at ~0.5 GB/s, this at
+// memory speed. panels[l, p, k, j] = W[l, k, 16 p + j] (zero past N); with `transposed` the
+// source is W^T [L, N, K] (a tied embedding used as the LM head).
+// ------------------------------------------------------------------------------------------
+// A fresh output buffer is untouched memory: first-touch page faults on 4 KB pages cost more
+// than the copy (~0.5 s for a 540 MB model). Ask for transparent huge pages on it first.
+void AdviseHugePages(void* data, int64_t bytes) {
+  constexpr uintptr_t kHuge = 2 << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // a hint only
+}
+
+ffi::Error PackPanels(ffi::Buffer<ffi::F32> src, ffi::ResultBuffer<ffi::F32> dst, bool transposed) {
+  const auto sd = src.dimensions();
+  if (sd.size() != 3) return ffi::Error::InvalidArgument("pack source must be [L, K, N] or [L, N, K]");
+  const int64_t layers = sd[0], k = transposed ? sd[2] : sd[1], n = transposed ? sd[1] : sd[2];
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const float* in = src.typed_data();
+  float* out = dst->typed_data();
+  AdviseHugePages(out, layers * panels * k * kPanel * sizeof(float));
+  ParallelFor(static_cast<int>(layers * panels), [&](int item) {
+    const int64_t l = item / panels, p = item % panels, cols = std::min<int64_t>(kPanel, n - p * kPanel);
+    const float* w = in + l * k * n;
+    float* o = out + (l * panels + p) * k * kPanel;
+    if (!transposed) {
+      for (int64_t r = 0; r < k; ++r) {
+        const float* row = w + r * n + p * kPanel;
+        for (int64_t j = 0; j < kPanel; ++j) o[r * kPanel + j] = j < cols ? row[j] : 0.0f;
+      }
+    } else {
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const float* col = w + (p * kPanel + j) * k;
+        for (int64_t r = 0; r < k; ++r) o[r * kPanel + j] = j < cols ? col[r] : 0.0f;
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// gate, up [L, K, F] -> [L, F / 8, K, 16]: panel p = gate features 8p..8p+7, then up's.
+ffi::Error PackGateUp(ffi::Buffer<ffi::F32> gate, ffi::Buffer<ffi::F32> up, ffi::ResultBuffer<ffi::F32> dst) {
+  const auto sd = gate.dimensions();
+  if (sd.size() != 3 || sd[2] % 8 != 0) return ffi::Error::InvalidArgument("gate/up must be [L, K, F], F % 8 == 0");
+  const int64_t layers = sd[0], k = sd[1], f = sd[2], panels = f / 8;
+  AdviseHugePages(dst->typed_data(), layers * panels * k * kPanel * sizeof(float));
+  ParallelFor(static_cast<int>(layers * panels), [&](int item) {
+    const int64_t l = item / panels, p = item % panels;
+    const float* g = gate.typed_data() + l * k * f + p * 8;
+    const float* u = up.typed_data() + l * k * f + p * 8;
+    float* o = dst->typed_data() + (l * panels + p) * k * kPanel;
+    for (int64_t r = 0; r < k; ++r) {
+      std::memcpy(o + r * kPanel, g + r * f, 8 * sizeof(float));
+      std::memcpy(o + r * kPanel + 8, u + r * f, 8 * sizeof(float));
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    ZpCpuDecodeStep, DecodeStep,
+    ffi::Ffi::Bind()
+        .Arg<ffi::Buffer<ffi::F32>>()   // embeds [B, H]
+        .Arg<ffi::Buffer<ffi::F32>>()   // rope cos [B, D / 2]
+        .Arg<ffi::Buffer<ffi::F32>>()   // rope sin [B, D / 2]
+        .Arg<ffi::Buffer<ffi::U8>>()    // kv_mask [B, S]
+        .Arg<ffi::Buffer<ffi::S32>>()   // slot [1]
+        .Arg<ffi::Buffer<ffi::F32>>()   // ln1 [L, H]
+        .Arg<ffi::Buffer<ffi::F32>>()   // qkv packed [L, NP, H, 16]
+        .Arg<ffi::Buffer<ffi::F32>>()   // qkv bias [L, (NH + 2 KVH) D] or [L, 0]
+        .Arg<ffi::Buffer<ffi::F32>>()   // q_norm [L, D] or [L, 0]
+        .Arg<ffi::Buffer<ffi::F32>>()   // k_norm [L, D] or [L, 0]
+        .Arg<ffi::Buffer<ffi::F32>>()   // o packed [L, NP, NH D, 16]
+        .Arg<ffi::Buffer<ffi::F32>>()   // ln2 [L, H]
+        .Arg<ffi::Buffer<ffi::F32>>()   // gate/up packed [L, F / 8, H, 16]
+        .Arg<ffi::Buffer<ffi::F32>>()   // down packed [L, NP, F, 16]
+        .Arg<ffi::Buffer<ffi::F32>>()   // final norm [H]
+        .Arg<ffi::Buffer<ffi::F32>>()   // head packed [NP, H, 16]
+        .Arg<ffi::Buffer<ffi::F32>>()   // k cache [L, B, KVH, S, D]
+        .Arg<ffi::Buffer<ffi::F32>>()   // v cache [L, B, KVH, S, D]
+        .Ret<ffi::Buffer<ffi::F32>>()   // logits [B, V]
+        .Ret<ffi::Buffer<ffi::F32>>()   // k cache (aliases the input)
+        .Ret<ffi::Buffer<ffi::F32>>()   // v cache (aliases the input)
+        .Attr<float>("eps")
+        .Attr<int64_t>("num_heads")
+        .Attr<int64_t>("num_kv_heads")
+        .Attr<bool>("has_bias")
+        .Attr<bool>("has_qk_norm"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ZpCpuPackPanels, PackPanels,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("transposed"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ZpCpuPackGateUp, PackGateUp,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+extern "C" int zp_cpu_supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}

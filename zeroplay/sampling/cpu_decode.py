@@ -1,0 +1,138 @@
+"""The decode step as one fused CPU call (`zeroplay/kernels/cpu_decode.cc`), and its weight packing.
+
+On a single CPU device in float32 the sampler runs each decode step as one XLA FFI call instead of
+~12 XLA operations per layer (`decode_step.py`): same math, same cache slots, same masking, so the
+tokens and logprobs match the XLA step to float32 rounding (`tests/test_sampler_step.py`). Weights
+are re-laid once per `generate` call (`pack_weights`, ~one copy of the model) into 16-column
+panels the kernel streams sequentially. The cache here is one stacked (k, v) pair
+[L, B, KVH, S, D], updated in place through input/output aliasing.
+
+`use_cpu_kernel` decides: "auto" takes the kernel when it applies, "xla" never, "cpu" insists.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zeroplay.models.config import ModelConfig
+from zeroplay.models.decoder import lm_head_kernel, rope_inv_freq
+
+PANEL = 16
+DECODE_KERNELS = ("auto", "xla", "cpu")
+
+
+def _why_not(cfg: ModelConfig, mesh) -> str:
+    if jax.default_backend() != "cpu":
+        return f"the backend is {jax.default_backend()}, not cpu"
+    if mesh is not None and mesh.size > 1:
+        return "the params are sharded over a mesh of several devices"
+    if jnp.dtype(cfg.dtype) != jnp.float32:
+        return f"compute dtype is {jnp.dtype(cfg.dtype).name}, the kernel is float32"
+    if (cfg.num_kv_heads * cfg.dim_per_head) % PANEL or cfg.dim_per_head % 8 or cfg.intermediate_size % 8:
+        return "needs num_kv_heads * head_dim a multiple of 16, head_dim and intermediate_size multiples of 8"
+    from zeroplay.kernels import cpu_decode_available, cpu_decode_unavailable_reason
+
+    if not cpu_decode_available():
+        return cpu_decode_unavailable_reason()
+    return ""
+
+
+def use_cpu_kernel(choice: str, cfg: ModelConfig, mesh) -> bool:
+    """Whether the sampler runs the fused CPU step for this model and placement."""
+    if choice not in DECODE_KERNELS:
+        raise ValueError(f"decode_kernel must be one of {DECODE_KERNELS}, got {choice!r}")
+    if choice == "xla":
+        return False
+    why = _why_not(cfg, mesh)
+    if choice == "cpu" and why:
+        raise ValueError(f"decode_kernel='cpu' is not available: {why}")
+    return not why
+
+
+def _require_kernel():
+    from zeroplay.kernels import cpu_decode_available, cpu_decode_unavailable_reason
+
+    if not cpu_decode_available():  # builds and registers the targets on first use
+        raise RuntimeError(f"the fused CPU decode step is unavailable: {cpu_decode_unavailable_reason()}")
+
+
+def _panels(w: jax.Array, transposed: bool = False) -> jax.Array:
+    """[L, K, N] (or W^T [L, N, K] when transposed) -> [L, ceil(N / 16), K, 16], zero-padded."""
+    from zeroplay.kernels import CPU_PACK_TARGET
+
+    n, k = (w.shape[1], w.shape[2]) if transposed else (w.shape[2], w.shape[1])
+    out = jax.ShapeDtypeStruct((w.shape[0], -(-n // PANEL), k, PANEL), jnp.float32)
+    return jax.ffi.ffi_call(CPU_PACK_TARGET, out)(w.astype(jnp.float32), transposed=bool(transposed))
+
+
+def _gate_up_panels(gate: jax.Array, up: jax.Array) -> jax.Array:
+    """gate, up [L, K, F] -> [L, F / 8, K, 16]: panel j = gate features 8j..8j+7, then up's."""
+    from zeroplay.kernels import CPU_PACK_GATE_UP_TARGET
+
+    nl, k, f = gate.shape
+    out = jax.ShapeDtypeStruct((nl, f // 8, k, PANEL), jnp.float32)
+    return jax.ffi.ffi_call(CPU_PACK_GATE_UP_TARGET, out)(gate.astype(jnp.float32), up.astype(jnp.float32))
+
+
+def pack_weights(params, cfg: ModelConfig) -> dict:
+    """The kernel's weights from scanned or unscanned decoder params (jit it; ~one model copy).
+
+    q, k and v are packed separately and joined along the panel axis (a contiguous join), which
+    needs their widths to be multiples of 16 (`use_cpu_kernel` checks it).
+    """
+    _require_kernel()
+    if "layers" in params:
+        lay = params["layers"]
+    else:
+        lay = jax.tree.map(lambda *xs: jnp.stack(xs), *[params[f"layers_{i}"] for i in range(cfg.num_layers)])
+    f32 = lambda x: x.astype(jnp.float32)
+    a, m = lay["self_attn"], lay["mlp"]
+    nl, h = cfg.num_layers, cfg.hidden_size
+    proj = ("q_proj", "k_proj", "v_proj")
+    empty = jnp.zeros((nl, 0), jnp.float32)
+    if cfg.tie_word_embeddings:  # the head is the embedding [V, H] read transposed: no XLA transpose
+        head = _panels(params["embed_tokens"]["embedding"][None], transposed=True)[0]
+    else:
+        head = _panels(lm_head_kernel(params, cfg)[None])[0]
+    return {
+        "embed": params["embed_tokens"]["embedding"],
+        "ln1": f32(lay["input_layernorm"]["scale"]),
+        "qkv": jnp.concatenate([_panels(a[n]["kernel"].reshape(nl, h, -1)) for n in proj], axis=1),
+        "qkv_bias": (jnp.concatenate([f32(a[n]["bias"]).reshape(nl, -1) for n in proj], axis=-1)
+                     if cfg.attention_bias else empty),
+        "q_norm": f32(a["q_norm"]["scale"]) if cfg.qk_norm else empty,
+        "k_norm": f32(a["k_norm"]["scale"]) if cfg.qk_norm else empty,
+        "o": _panels(a["o_proj"]["kernel"].reshape(nl, -1, h)),
+        "ln2": f32(lay["post_attention_layernorm"]["scale"]),
+        "gate_up": _gate_up_panels(m["gate_proj"]["kernel"], m["up_proj"]["kernel"]),
+        "down": _panels(m["down_proj"]["kernel"]),
+        "norm": f32(params["norm"]["scale"]),
+        "head": head,
+    }
+
+
+def stack_cache(cache: dict) -> tuple[jax.Array, jax.Array]:
+    """A decoder cache {"k", "v"} [L, B, S, KVH, D] as the kernel's (k, v), each [L, B, KVH, S, D]."""
+    return tuple(jnp.swapaxes(cache[n], 2, 3).astype(jnp.float32) for n in ("k", "v"))
+
+
+def decode_step(cfg: ModelConfig, packed: dict, cache: tuple[jax.Array, jax.Array], tokens: jax.Array,
+                positions: jax.Array, slot: jax.Array, kv_mask: jax.Array):
+    """Same contract as `decode_step.decode_step`: (logits f32 [B, V], cache) for tokens [B]."""
+    _require_kernel()
+    b = tokens.shape[0]
+    embeds = jnp.take(packed["embed"], tokens, axis=0).astype(jnp.float32)
+    ang = positions.astype(jnp.float32)[:, None] * rope_inv_freq(cfg)
+    call = jax.ffi.ffi_call(
+        "zp_cpu_decode_step",
+        (jax.ShapeDtypeStruct((b, cfg.vocab_size), jnp.float32), jax.ShapeDtypeStruct(cache[0].shape, jnp.float32),
+         jax.ShapeDtypeStruct(cache[1].shape, jnp.float32)),
+        input_output_aliases={16: 1, 17: 2})
+    logits, k, v = call(
+        embeds, jnp.cos(ang), jnp.sin(ang), kv_mask.astype(jnp.uint8), jnp.reshape(slot, (1,)).astype(jnp.int32),
+        packed["ln1"], packed["qkv"], packed["qkv_bias"], packed["q_norm"], packed["k_norm"], packed["o"],
+        packed["ln2"], packed["gate_up"], packed["down"], packed["norm"], packed["head"], cache[0], cache[1],
+        eps=np.float32(cfg.rms_norm_eps), num_heads=np.int64(cfg.num_heads),
+        num_kv_heads=np.int64(cfg.num_kv_heads), has_bias=bool(cfg.attention_bias), has_qk_norm=bool(cfg.qk_norm))
+    return logits, (k, v)
