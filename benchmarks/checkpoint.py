@@ -77,7 +77,7 @@ def main() -> None:
             dst = [np.empty_like(x) for x in leaves]
             [np.copyto(d, s) for d, s in zip(dst, leaves)]  # first touch of the pages
             results["memcpy"].append(timed(lambda: [np.copyto(d, s) for d, s in zip(dst, leaves)]))
-            del dst
+            dst.clear()  # free the copies before the disk tests
             raw = os.path.join(root, "raw")
             os.makedirs(raw)
             results["raw_write"].append(timed(lambda: [x.tofile(os.path.join(raw, str(i)))

@@ -12,8 +12,12 @@
 No eos in (a)/(b): every row generates all 128 tokens in both systems. Our timings include
 prefill, decode and the copy of the results to the host, after one warm-up call (compilation).
 Runs of the two systems are interleaved; the table shows the best run of each (and the median).
+"zeroplay" calls generate again on the same params (the CPU kernel's packed weights are reused);
+"fresh params" passes new param arrays each time, as after a train step, so the packing is timed.
+--with-xla adds the XLA decode step (decode_kernel="xla"), the path of GPUs, TPUs and meshes.
 Rooflines: per decode step, bytes read (every weight once, plus the live KV cache) over the
-memory bandwidth, and FLOPs over the matmul rate, both measured at the start of this run.
+memory bandwidth, and FLOPs over the matmul rate, both measured at the start of this run; the
+request roofline adds the prefill FLOPs, since the timings include the prefill.
 """
 from __future__ import annotations
 
@@ -79,26 +83,48 @@ def hf_generate(model, ids: np.ndarray, new: int) -> float:
         return time.perf_counter() - t
 
 
-def ours_generate(model, params, ids: np.ndarray, new: int, seed: int) -> float:
+def request_roofline(cfg, batch: int, prompt: int, new: int, flops_s: float, bw: float) -> float:
+    """Best tokens/s for the whole request as timed: prefill FLOPs at the matmul rate, then the decode steps."""
+    d, nh, nkv, layers = cfg.dim_per_head, cfg.num_heads, cfg.num_kv_heads, cfg.num_layers
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    layer_params = layers * (h * d * (nh + 2 * nkv) + nh * d * h + 3 * h * f)
+    prefill_flops = 2 * batch * prompt * layer_params + 2 * batch * layers * prompt * prompt * nh * d
+    step = decode_roofline(cfg, batch, prompt, new, flops_s, bw)
+    return batch * new / (prefill_flops / flops_s + (new - 1) * max(step["t_bw"], step["t_flops"]))
+
+
+def ours_generate(model, params, ids: np.ndarray, new: int, seed: int, decode_kernel: str = "auto") -> float:
     t = time.perf_counter()
     out = generate(model, params, [list(r) for r in ids], max_new_tokens=new, temperature=1.0,
-                   rng=jax.random.PRNGKey(seed))
+                   rng=jax.random.PRNGKey(seed), decode_kernel=decode_kernel)
     assert int(out.lengths.min()) == new
     return time.perf_counter() - t
 
 
-def compare(name, hf_model, model, params, batch, prompt, new, reps, flops_s, bw) -> dict:
+def compare(name, hf_model, model, params, batch, prompt, new, reps, flops_s, bw, with_xla: bool) -> dict:
+    """Interleaved runs: HF; ours (params unchanged since the last call: decode weights reused);
+    ours on fresh param arrays (as after a train step: the CPU kernel's weight packing is timed);
+    optionally ours with the XLA decode step instead of the fused CPU kernel."""
     ids = np.random.RandomState(0).randint(0, model.cfg.vocab_size, (batch, prompt)).astype(np.int64)
     ours_generate(model, params, ids, new, 0)  # compile
+    if with_xla:
+        ours_generate(model, params, ids, new, 0, "xla")
     hf_generate(hf_model, ids[:, :4], 2)  # warm-up
-    hf_t, our_t = [], []
+    hf_t, our_t, fresh_t, xla_t = [], [], [], []
     for r in range(reps):
         hf_t.append(hf_generate(hf_model, ids, new))
         our_t.append(ours_generate(model, params, ids, new, r + 1))
+        fresh = jax.block_until_ready(jax.tree.map(jnp.copy, params))
+        fresh_t.append(ours_generate(model, fresh, ids, new, r + 1))
+        del fresh
+        if with_xla:
+            xla_t.append(ours_generate(model, params, ids, new, r + 1, "xla"))
     toks = batch * new
     roof = decode_roofline(model.cfg, batch, prompt, new, flops_s, bw)
     row = {"name": name, "hf": toks / min(hf_t), "ours": toks / min(our_t), "hf_med": toks / statistics.median(hf_t),
-           "ours_med": toks / statistics.median(our_t), "roof": roof}
+           "ours_med": toks / statistics.median(our_t), "fresh": toks / min(fresh_t),
+           "xla": toks / min(xla_t) if xla_t else None, "roof": roof,
+           "req_roof": request_roofline(model.cfg, batch, prompt, new, flops_s, bw)}
     row["ratio"] = row["ours"] / row["hf"]
     row["ratio_med"] = row["ours_med"] / row["hf_med"]
     return row
@@ -133,6 +159,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="a,b,c")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--with-xla", action="store_true", help="also time the XLA decode step (no CPU kernel)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     torch.set_num_threads(os.cpu_count() or 1)
@@ -145,7 +172,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         hf, model, params = peer_models(tmp)
         if "a" in parts:
-            rows.append(compare("(a) peer Qwen2 b8 p32 n128", hf, model, params, 8, 32, 128, args.reps, flops_s, bw))
+            rows.append(compare("(a) peer Qwen2 b8 p32 n128", hf, model, params, 8, 32, 128, args.reps, flops_s, bw,
+                                args.with_xla))
         if "c" in parts:
             fo = fanout(model, params, 2048, 8, args.reps)
         del hf
@@ -155,17 +183,20 @@ def main():
         model, params = load_pretrained("smollm2-135m-instruct")
         for b in (8, 32):
             rows.append(compare(f"(b) SmolLM2-135M b{b} p32 n128", hf, model, params, b, 32, 128,
-                                max(1, args.reps - 1), flops_s, bw))
+                                max(1, args.reps - 1), flops_s, bw, args.with_xla))
     if rows:
         print()
-        print("| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | decode roofline tok/s "
-              "| zeroplay / roofline |")
-        print("|---|---|---|---|---|---|---|")
+        print("| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | fresh params: tok/s, ratio "
+              "| XLA decode step: tok/s, ratio | decode roofline tok/s | request roofline tok/s "
+              "| zeroplay / request roofline |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             rf = r["roof"]
+            xla = f"{r['xla']:.0f}, {r['xla'] / r['hf']:.2f}x" if r["xla"] else "not run"
             print(f"| {r['name']} | {r['hf']:.0f} | {r['ours']:.0f} | {r['ratio']:.2f}x | {r['ratio_med']:.2f}x | "
+                  f"{r['fresh']:.0f}, {r['fresh'] / r['hf']:.2f}x | {xla} | "
                   f"{rf['tok_s']:.0f} ({rf['bound']}: {rf['bytes'] / 1e6:.0f} MB, {rf['flops'] / 1e9:.2f} GFLOP "
-                  f"per step) | {r['ours'] / rf['tok_s']:.0%} |")
+                  f"per step) | {r['req_roof']:.0f} | {r['ours'] / r['req_roof']:.0%} |")
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
     if "c" in parts:
         print()
