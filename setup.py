@@ -9,6 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["zeroplay", "zeroplay.*"]),
+    package_data={"zeroplay.kernels": ["*.cc"]},  # compiled on first use (zeroplay/kernels/__init__.py)
     install_requires=[
         "jax>=0.4.35",
         "flax>=0.10",
