@@ -266,6 +266,22 @@ struct Matmul {
       return;
     }
     const int col0 = p * kPanel, cols = std::min(kPanel, n - col0);
+    if (cols == kPanel) {  // a whole panel: vector epilogue
+      for (int r = 0; r < rows; ++r) {
+        float* dst = y + static_cast<int64_t>(row0 + r) * n + col0;
+        __m256 lo = acc[r][0], hi = acc[r][1];
+        if (op == Epilogue::kBias) {
+          lo = _mm256_add_ps(lo, _mm256_loadu_ps(bias + col0));
+          hi = _mm256_add_ps(hi, _mm256_loadu_ps(bias + col0 + 8));
+        } else if (op == Epilogue::kAccumulate) {
+          lo = _mm256_add_ps(lo, _mm256_loadu_ps(dst));
+          hi = _mm256_add_ps(hi, _mm256_loadu_ps(dst + 8));
+        }
+        _mm256_storeu_ps(dst, lo);
+        _mm256_storeu_ps(dst + 8, hi);
+      }
+      return;
+    }
     for (int r = 0; r < rows; ++r) {
       alignas(32) float out[kPanel];
       _mm256_store_ps(out, acc[r][0]);
@@ -325,11 +341,14 @@ struct Matmul {
     // Grow-only per thread: a fresh buffer per call would be fresh pages (faults) every time.
     thread_local std::vector<float> packed;
     packed.resize(std::max(packed.size(), static_cast<size_t>(b) * k));
-    for (int t = 0, r0 = 0; t < static_cast<int>(rows.size()); r0 += rows[t], ++t)
-      for (int r = 0; r < rows[t]; ++r)
-        for (int kk = 0; kk < k; ++kk)
-          packed[static_cast<size_t>(r0) * k + static_cast<size_t>(kk) * rows[t] + r] =
-              x[static_cast<size_t>(r0 + r) * k + kk];
+    std::vector<int> first(rows.size());
+    for (size_t t = 1; t < rows.size(); ++t) first[t] = first[t - 1] + rows[t - 1];
+    float* xp_out = packed.data();
+    ParallelFor(static_cast<int>(rows.size()), [&](int t) {  // one row tile per item
+      const size_t r0 = first[t], mb = rows[t];
+      for (size_t r = 0; r < mb; ++r)
+        for (int kk = 0; kk < k; ++kk) xp_out[r0 * k + kk * mb + r] = x[(r0 + r) * k + kk];
+    });
     Matmul m = *this;
     m.xp = packed.data();
     ParallelFor(items, [&m, panels, items, &rows](int i) {
