@@ -379,18 +379,17 @@ inline void WeightedSum(const float* p, const int* idx, int n, const float* vals
   for (int i = 0; i < NV; ++i) _mm256_storeu_ps(out + c + 8 * i, _mm256_mul_ps(a[i], _mm256_set1_ps(scale)));
 }
 
-// Four dot products of q with four key rows at once (independent FMA chains).
-inline void Dot4(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int d,
-                 float* out) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+// Dot products of q with NK key rows at once: NK independent FMA chains hide the FMA latency.
+template <int NK>
+inline void DotMany(const float* q, const float* keys, const int* idx, int d, float* out) {
+  __m256 a[NK];
+  for (int j = 0; j < NK; ++j) a[j] = _mm256_setzero_ps();
   for (int c = 0; c < d; c += 8) {
     const __m256 qv = _mm256_loadu_ps(q + c);
-    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + c), a0);
-    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + c), a1);
-    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + c), a2);
-    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + c), a3);
+    for (int j = 0; j < NK; ++j)
+      a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + static_cast<int64_t>(idx[j]) * d + c), a[j]);
   }
-  out[0] = HorizontalSum(a0), out[1] = HorizontalSum(a1), out[2] = HorizontalSum(a2), out[3] = HorizontalSum(a3);
+  for (int j = 0; j < NK; ++j) out[j] = HorizontalSum(a[j]);
 }
 
 // Grouped-query attention of one new token per row over the live cache slots (kv_mask set and
@@ -414,9 +413,7 @@ void Attention(const Dims& dm, const float* q, const float* kc, const float* vc,
       const int64_t head = kh * group + g;
       const float* qh = q + (bi * dm.nh + head) * d;
       int j = 0;
-      for (; j + 4 <= n; j += 4)
-        Dot4(qh, keys + static_cast<int64_t>(idx[j]) * d, keys + static_cast<int64_t>(idx[j + 1]) * d,
-             keys + static_cast<int64_t>(idx[j + 2]) * d, keys + static_cast<int64_t>(idx[j + 3]) * d, d, &p[j]);
+      for (; j + 8 <= n; j += 8) DotMany<8>(qh, keys, idx.data() + j, d, &p[j]);
       for (; j < n; ++j) p[j] = Dot(qh, keys + static_cast<int64_t>(idx[j]) * d, d);
       float mx = -INFINITY;
       for (j = 0; j < n; ++j) mx = std::max(mx, p[j] *= scale);
@@ -431,6 +428,7 @@ void Attention(const Dims& dm, const float* q, const float* kc, const float* vc,
       for (; j < n; ++j) sum += (p[j] = std::exp(p[j] - mx));
       float* o = out + (bi * dm.nh + head) * d;
       int c = 0;
+      for (; c + 64 <= d; c += 64) WeightedSum<8>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
       for (; c + 32 <= d; c += 32) WeightedSum<4>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
       for (; c < d; c += 8) WeightedSum<1>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
     }
