@@ -36,7 +36,7 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int kPanel = 16;  // columns per packed weight panel: two 8-float AVX registers
-constexpr int kPrefetch = 64;  // panel rows (64-byte lines) fetched ahead of the FMA loop
+constexpr int kPrefetch = 64;  // panel rows (64-byte lines, 4 KB) fetched ahead of the FMA loop
 constexpr int kRows = 6;    // rows per register tile: 6 x 2 accumulators + 2 weights + 1 broadcast
 
 // ------------------------------------------------------------------------------------------
@@ -201,10 +201,10 @@ void RmsNorm(const float* x, const float* scale, float eps, int n, float* y) {
 // ------------------------------------------------------------------------------------------
 enum class Epilogue { kStore, kBias, kAccumulate, kSwiGlu };
 
-// One register tile: MB rows of x (packed [k_len, MB], see PackRows) against k_len rows of one
-// 16-column panel, accumulating
-// into acc (zeroed first unless `resume`). The accumulators live in registers inside the loop.
-// Line k of `prefetch` is requested at step k, to keep the memory stream ahead of the FMAs.
+// One register tile: MB rows of x (packed [k_len, MB] by Matmul::Run) against k_len rows of one
+// 16-column panel, accumulating into acc (zeroed first unless `resume`). The accumulators live in
+// registers inside the loop. Line k of `prefetch` is requested at step k, to keep the memory
+// stream ahead of the FMAs.
 template <int MB>
 __attribute__((always_inline)) inline void Tile(const float* x, const float* panel, int k_len,
                                                 const float* prefetch, bool resume, __m256 acc[][2]) {
