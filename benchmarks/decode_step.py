@@ -16,8 +16,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from machine import machine_rates
 from zeroplay.models import ModelConfig, init_cache, init_params
 from zeroplay.sampling import cpu_decode
 from zeroplay.sampling.decode_step import decode_step, head_kernel, split_cache, unstack_layers
@@ -35,23 +35,6 @@ def best_of(fn, state, n: int) -> tuple[float, object]:
         state = jax.block_until_ready(fn(state))
         times.append(time.perf_counter() - t)
     return min(times), state
-
-
-def machine_rates() -> tuple[float, float]:
-    a = jnp.ones((2048, 2048), jnp.float32)
-    mm = jax.jit(lambda x: x @ x)
-    t, _ = best_of(lambda _: mm(a), None, 5)
-    src = np.ones(64 * 2 ** 20, np.float32)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)
-    tc = min(_time(lambda: np.copyto(dst, src)) for _ in range(5))
-    return 2 * 2048 ** 3 / t, 2 * src.nbytes / tc
-
-
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def main():

@@ -33,30 +33,12 @@ import numpy as np
 import torch
 import transformers
 
+from machine import machine_rates, timed
 from zeroplay.models import embedded_dir, load_pretrained
 from zeroplay.sampling import generate, prefill
 
 PEER = dict(vocab_size=32000, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=4, tie_word_embeddings=True, max_position_embeddings=4096)
-
-
-def machine_rates() -> tuple[float, float]:
-    """(matmul FLOP/s of a 2048^2 float32 jax matmul, copy bandwidth in bytes/s read + written)."""
-    a = jnp.ones((2048, 2048), jnp.float32)
-    mm = jax.jit(lambda x: x @ x)
-    mm(a).block_until_ready()
-    t = min(_timed(lambda: mm(a).block_until_ready()) for _ in range(5))
-    src = np.ones(64 * 2 ** 20, np.float32)  # 256 MiB
-    dst = np.empty_like(src)
-    np.copyto(dst, src)
-    tc = min(_timed(lambda: np.copyto(dst, src)) for _ in range(5))
-    return 2 * 2048 ** 3 / t, 2 * src.nbytes / tc
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def decode_roofline(cfg, batch: int, prompt: int, new: int, flops_s: float, bw: float) -> dict:
@@ -150,8 +132,8 @@ def fanout(model, params, prompt_len: int, g: int, reps: int) -> dict:
     run([prompt] * g, 1)
     once, naive = [], []
     for _ in range(reps):
-        once.append(_timed(lambda: run([prompt], g)))
-        naive.append(_timed(lambda: run([prompt] * g, 1)))
+        once.append(timed(lambda: run([prompt], g)))
+        naive.append(timed(lambda: run([prompt] * g, 1)))
     return {"once": min(once), "naive": min(naive)}
 
 
