@@ -45,14 +45,14 @@ int main(int argc, char** argv) {
   std::printf("FMA peak: %.0f GFLOP/s on %d threads\n", peak, Team::Get().size());
   std::printf("| batch | matmuls of one step | weight read rate | matmul rate |\n|---|---|---|---|\n");
   for (int b : {1, 8, 32}) {
-    std::vector<float> x(static_cast<size_t>(b) * 1536, 1.0f), y(static_cast<size_t>(b) * 49152);
+    std::vector<float> x(static_cast<size_t>(b) * 1536, 1.0f), y(static_cast<size_t>(b) * 49152), scratch;
     double best = 1e9;
     for (int it = 0; it < iters; ++it) {
       auto t0 = std::chrono::steady_clock::now();
       int i = 0;
       for (int l = 0; l < 30; ++l)
-        for (auto s : shapes) Matmul{x.data(), ws[i++].data(), nullptr, y.data(), b, s.k, s.n, Epilogue::kStore}.Run();
-      Matmul{x.data(), head.data(), nullptr, y.data(), b, 576, 49152, Epilogue::kStore}.Run();
+        for (auto s : shapes) Matmul{x.data(), ws[i++].data(), nullptr, y.data(), b, s.k, s.n, Epilogue::kStore, &scratch}.Run();
+      Matmul{x.data(), head.data(), nullptr, y.data(), b, 576, 49152, Epilogue::kStore, &scratch}.Run();
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     std::printf("| %d | %.1f ms | %.1f GB/s | %.0f GFLOP/s |\n", b, best * 1e3, bytes / best / 1e9,

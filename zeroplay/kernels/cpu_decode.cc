@@ -236,7 +236,8 @@ struct Matmul {
   float* y;  // [B, N] (kSwiGlu: [B, N / 2])
   int b, k, n;
   Epilogue op;
-  const float* xp = nullptr;  // x with each row tile packed [K, rows]: Run() fills it
+  std::vector<float>* x_pack;  // scratch for x with each row tile packed [K, rows]
+  const float* xp = nullptr;  // x_pack's data once Run() has filled it
 
   const float* PanelAt(int p) const { return w + static_cast<int64_t>(p) * k * kPanel; }
 
@@ -338,9 +339,8 @@ struct Matmul {
     std::vector<int> rows;
     RowTiles(rows);
     // The tile's broadcasts then read one contiguous stream instead of one stream per row.
-    // Grow-only per thread: a fresh buffer per call would be fresh pages (faults) every time.
-    thread_local std::vector<float> packed;
-    packed.resize(std::max(packed.size(), static_cast<size_t>(b) * k));
+    std::vector<float>& packed = *x_pack;
+    if (packed.size() < static_cast<size_t>(b) * k) packed.resize(static_cast<size_t>(b) * k);
     std::vector<int> first(rows.size());
     for (size_t t = 1; t < rows.size(); ++t) first[t] = first[t - 1] + rows[t - 1];
     float* xp_out = packed.data();
@@ -361,6 +361,10 @@ struct Matmul {
 // ------------------------------------------------------------------------------------------
 // The decode step.
 // ------------------------------------------------------------------------------------------
+struct Scratch {
+  std::vector<float> bufs[6];  // x, normed x / q, qkv, attention out, MLP activations, packed x
+};
+
 struct Dims {
   int64_t b, h, layers, nh, nkv, d, f, v, s;
 };
@@ -488,8 +492,14 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
 
   const int64_t b = dm.b, h = dm.h, d = dm.d, nh = dm.nh, nkv = dm.nkv, f = dm.f;
   const int64_t nqkv = (nh + 2 * nkv) * d, half = d / 2;
-  // Scratch reused across calls (grow-only), so steady decoding touches no fresh pages.
-  thread_local std::vector<float> x, hn, qkv, attn, act;
+  // Scratch reused across calls (grow-only), so steady decoding touches no fresh pages; a call
+  // that finds it in use (two steps at once in one process) works on its own buffers.
+  static std::mutex shared_mutex;
+  static Scratch shared;
+  std::unique_lock<std::mutex> own(shared_mutex, std::try_to_lock);
+  Scratch local;
+  Scratch& sc = own.owns_lock() ? shared : local;
+  auto& [x, hn, qkv, attn, act, x_pack] = sc.bufs;
   x.assign(embeds.typed_data(), embeds.typed_data() + b * h);
   for (auto [buf, size] : {std::pair{&hn, b * std::max(h, nh * d)}, std::pair{&qkv, b * nqkv},
                            std::pair{&attn, b * nh * d}, std::pair{&act, b * f}})
@@ -502,7 +512,7 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
       RmsNorm(x.data() + r * h, ln1.typed_data() + l * h, eps, h, hn.data() + r * h);
     Matmul{hn.data(), qkv_w.typed_data() + l * qkv_panels * h * kPanel, qkv_b.typed_data() + l * nqkv * has_bias,
            qkv.data(), static_cast<int>(b), static_cast<int>(h), static_cast<int>(nqkv),
-           has_bias ? Epilogue::kBias : Epilogue::kStore}.Run();
+           has_bias ? Epilogue::kBias : Epilogue::kStore, &x_pack}.Run();
     float* lk = kc + l * b * nkv * dm.s * d;
     float* lv = vc + l * b * nkv * dm.s * d;
     for (int64_t r = 0; r < b; ++r) {
@@ -527,17 +537,17 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
     }
     Attention(dm, hn.data(), lk, lv, mask, slot, attn.data());
     Matmul{attn.data(), o_w.typed_data() + l * o_panels * nh * d * kPanel, nullptr, x.data(),
-           static_cast<int>(b), static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate}.Run();
+           static_cast<int>(b), static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
     for (int64_t r = 0; r < b; ++r)
       RmsNorm(x.data() + r * h, ln2.typed_data() + l * h, eps, h, hn.data() + r * h);
     Matmul{hn.data(), gate_up_w.typed_data() + l * (f / 8) * h * kPanel, nullptr, act.data(),
-           static_cast<int>(b), static_cast<int>(h), static_cast<int>(2 * f), Epilogue::kSwiGlu}.Run();
+           static_cast<int>(b), static_cast<int>(h), static_cast<int>(2 * f), Epilogue::kSwiGlu, &x_pack}.Run();
     Matmul{act.data(), down_w.typed_data() + l * o_panels * f * kPanel, nullptr, x.data(),
-           static_cast<int>(b), static_cast<int>(f), static_cast<int>(h), Epilogue::kAccumulate}.Run();
+           static_cast<int>(b), static_cast<int>(f), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
   }
   for (int64_t r = 0; r < b; ++r) RmsNorm(x.data() + r * h, final_norm.typed_data(), eps, h, hn.data() + r * h);
   Matmul{hn.data(), head_w.typed_data(), nullptr, logits->typed_data(), static_cast<int>(b),
-         static_cast<int>(h), static_cast<int>(dm.v), Epilogue::kStore}.Run();
+         static_cast<int>(h), static_cast<int>(dm.v), Epilogue::kStore, &x_pack}.Run();
   return ffi::Error::Success();
 }
 
