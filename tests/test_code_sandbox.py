@@ -375,6 +375,9 @@ def test_dead_worker_is_replaced(pool):
     assert [r.output for r in results] == [str(i + 1) for i in range(20)]
     assert victim not in pool.pool.worker_pids()
     assert pool.pool.restarts > before
+    # The other worker may have served all 20 jobs before the replacement said hello; its
+    # PID-1 child exists only after that, so wait for it before taking the new baseline.
+    pool.pool.layers()
     pool.baseline = _descendants(pool.pool.worker_pids())
 
 
