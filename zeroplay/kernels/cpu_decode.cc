@@ -1,4 +1,5 @@
-// One decode step of a Llama / Qwen2 / Qwen3 decoder on the CPU, as a single XLA FFI call.
+// One decode step of a Llama / Qwen2 / Qwen3 decoder on the CPU, as a single XLA FFI call; the
+// same call with T new tokens per row is the sampler's prefill (a chunk of every prompt at once).
 //
 // Why it exists: on a CPU, XLA runs a one-token decode step as ~12 separate operations per layer,
 // each with a fixed dispatch cost, and its float32 dots on thin [B, K] x [K, N] shapes read the
@@ -9,7 +10,8 @@
 //
 // Math is the decoder's, in float32: RMSNorm as scale * (x * rsqrt(mean(x^2) + eps)), rotary
 // half-split rotation with cos/sin given by the caller (computed by XLA, as in the decoder),
-// grouped-query attention over the cache slots kv_mask allows up to `slot`, SwiGLU MLP.
+// grouped-query attention over the cache slots kv_mask allows up to the token's own slot,
+// SwiGLU MLP.
 // Needs AVX2 and FMA; the Python side checks `zp_cpu_supported()` before registering it.
 
 #include <immintrin.h>
@@ -333,7 +335,22 @@ struct Matmul {
   // of the packed weights (the hardware prefetcher restarts at every jump): few long runs for
   // small (memory-bound) batches, more and shorter ones for large (compute-bound) batches, where
   // an uneven finish costs more than a restarted stream.
+  // Many rows (a prefill): chunks of 96 rows, each a full pass over the weights, so a chunk's
+  // packed x stays in L2 while the weights stream from L3 (a layer's matrices fit there).
   void Run() const {
+    constexpr int kChunkRows = 96;
+    if (b <= kChunkRows) return RunRows();
+    const int64_t y_stride = op == Epilogue::kSwiGlu ? n / 2 : n;
+    for (int r0 = 0; r0 < b; r0 += kChunkRows) {
+      Matmul sub = *this;
+      sub.x = x + static_cast<int64_t>(r0) * k;
+      sub.y = y + r0 * y_stride;
+      sub.b = std::min(kChunkRows, b - r0);
+      sub.RunRows();
+    }
+  }
+
+  void RunRows() const {
     const int panels = (n + kPanel - 1) / kPanel;
     const int items = std::min(panels, (b <= 2 * kRows ? 4 : 16) * Team::Get().size());
     std::vector<int> rows;
@@ -366,8 +383,21 @@ struct Scratch {
 };
 
 struct Dims {
-  int64_t b, h, layers, nh, nkv, d, f, v, s;
+  int64_t b, h, layers, nh, nkv, d, f, v, s, t;  // t: new tokens per row (1 when decoding)
 };
+
+// fn(r) for r in [0, rows): on the team when there are enough rows to be worth a job.
+template <class F>
+void ForRows(int64_t rows, const F& f) {
+  if (rows < 64) {
+    for (int64_t r = 0; r < rows; ++r) f(r);
+    return;
+  }
+  const int items = static_cast<int>(std::min<int64_t>(rows, 8 * Team::Get().size()));
+  ParallelFor(items, [&](int i) {
+    for (int64_t r = rows * i / items, end = rows * (i + 1) / items; r < end; ++r) f(r);
+  });
+}
 
 // out += sum_j p[j] * v[idx[j]] over NV vectors (8 NV floats) of each value row, from column c.
 template <int NV>
@@ -396,45 +426,61 @@ inline void DotMany(const float* q, const float* keys, const int* idx, int d, fl
   for (int j = 0; j < NK; ++j) out[j] = HorizontalSum(a[j]);
 }
 
-// Grouped-query attention of one new token per row over the live cache slots (kv_mask set and
-// at most `slot`): one work item per (row, kv head), its query heads sharing the gathered slots.
+// Softmax attention of one query head over the n cache rows idx[0..n) of keys and vals; p is
+// scratch for n + 8 scores. n == 0 (a padding position with no live slot) gives zeros.
+void AttendOne(const float* qh, const float* keys, const float* vals, const int* idx, int n, int d, float scale,
+               float* p, float* o) {
+  if (n == 0) {
+    std::fill(o, o + d, 0.0f);
+    return;
+  }
+  int j = 0;
+  for (; j + 8 <= n; j += 8) DotMany<8>(qh, keys, idx + j, d, p + j);
+  for (; j < n; ++j) p[j] = Dot(qh, keys + static_cast<int64_t>(idx[j]) * d, d);
+  float mx = -INFINITY;
+  for (j = 0; j < n; ++j) mx = std::max(mx, p[j] *= scale);
+  __m256 total = _mm256_setzero_ps();
+  const __m256 vmx = _mm256_set1_ps(mx);
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(p + j), vmx));
+    _mm256_storeu_ps(p + j, e);
+    total = _mm256_add_ps(total, e);
+  }
+  float sum = HorizontalSum(total);
+  for (; j < n; ++j) sum += (p[j] = std::exp(p[j] - mx));
+  int c = 0;
+  for (; c + 64 <= d; c += 64) WeightedSum<8>(p, idx, n, vals, d, c, 1.0f / sum, o);
+  for (; c + 32 <= d; c += 32) WeightedSum<4>(p, idx, n, vals, d, c, 1.0f / sum, o);
+  for (; c < d; c += 8) WeightedSum<1>(p, idx, n, vals, d, c, 1.0f / sum, o);
+}
+
+// Grouped-query attention of the t new tokens of each row (token j at cache slot `slot` + j)
+// over the live cache slots: kv_mask set and at most the token's own slot. One work item per
+// (row, kv head, run of up to 16 tokens), its query heads sharing the gathered slot list.
 void Attention(const Dims& dm, const float* q, const float* kc, const float* vc, const uint8_t* kv_mask,
                int slot, float* out) {
   const int group = static_cast<int>(dm.nh / dm.nkv), d = static_cast<int>(dm.d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  ParallelFor(static_cast<int>(dm.b * dm.nkv), [&](int item) {
-    const int64_t bi = item / dm.nkv, kh = item % dm.nkv;
+  constexpr int64_t kRun = 16;
+  const int64_t runs = (dm.t + kRun - 1) / kRun;
+  ParallelFor(static_cast<int>(dm.b * dm.nkv * runs), [&](int item) {
+    const int64_t bi = item / (dm.nkv * runs), kh = item / runs % dm.nkv, t0 = item % runs * kRun;
+    const int64_t t1 = std::min(dm.t, t0 + kRun);
     const float* keys = kc + (bi * dm.nkv + kh) * dm.s * d;
     const float* vals = vc + (bi * dm.nkv + kh) * dm.s * d;
     const uint8_t* mask = kv_mask + bi * dm.s;
     std::vector<int> idx;
-    idx.reserve(slot + 1);
-    for (int s = 0; s <= slot; ++s)
+    idx.reserve(slot + t1);
+    for (int s = 0; s < slot + t0; ++s)
       if (mask[s]) idx.push_back(s);
-    const int n = static_cast<int>(idx.size());
-    std::vector<float> p(n + 8);
-    for (int g = 0; g < group; ++g) {
-      const int64_t head = kh * group + g;
-      const float* qh = q + (bi * dm.nh + head) * d;
-      int j = 0;
-      for (; j + 8 <= n; j += 8) DotMany<8>(qh, keys, idx.data() + j, d, &p[j]);
-      for (; j < n; ++j) p[j] = Dot(qh, keys + static_cast<int64_t>(idx[j]) * d, d);
-      float mx = -INFINITY;
-      for (j = 0; j < n; ++j) mx = std::max(mx, p[j] *= scale);
-      __m256 total = _mm256_setzero_ps();
-      const __m256 vmx = _mm256_set1_ps(mx);
-      for (j = 0; j + 8 <= n; j += 8) {
-        const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(&p[j]), vmx));
-        _mm256_storeu_ps(&p[j], e);
-        total = _mm256_add_ps(total, e);
+    std::vector<float> p(slot + t1 + 8);
+    for (int64_t tok = t0; tok < t1; ++tok) {
+      if (mask[slot + tok]) idx.push_back(static_cast<int>(slot + tok));
+      const int64_t r = bi * dm.t + tok;
+      for (int g = 0; g < group; ++g) {
+        const int64_t at = (r * dm.nh + kh * group + g) * d;
+        AttendOne(q + at, keys, vals, idx.data(), static_cast<int>(idx.size()), d, scale, p.data(), out + at);
       }
-      float sum = HorizontalSum(total);
-      for (; j < n; ++j) sum += (p[j] = std::exp(p[j] - mx));
-      float* o = out + (bi * dm.nh + head) * d;
-      int c = 0;
-      for (; c + 64 <= d; c += 64) WeightedSum<8>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
-      for (; c + 32 <= d; c += 32) WeightedSum<4>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
-      for (; c < d; c += 8) WeightedSum<1>(p.data(), idx.data(), n, vals, d, c, 1.0f / sum, o);
     }
   });
 }
@@ -460,29 +506,32 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
                       bool has_bias, bool has_qk_norm) {
   const auto kdims = k_in.dimensions();  // [L, B, KVH, S, D]
   if (kdims.size() != 5) return ffi::Error::InvalidArgument("cache must be [L, B, KVH, S, D]");
+  if (kdims[1] <= 0 || embeds.dimensions()[0] % kdims[1] != 0)
+    return ffi::Error::InvalidArgument("embeds must hold the same number of tokens for every cache row");
   Dims dm{kdims[1], embeds.dimensions()[1], kdims[0], num_heads, num_kv_heads, kdims[4],
-          gate_up_w.dimensions()[1] * 8, logits->dimensions()[1], kdims[3]};
-  if (dm.nkv <= 0 || dm.nh % dm.nkv != 0 || dm.d % 8 != 0 || dm.d / 2 != rope_cos.dimensions()[1])
+          gate_up_w.dimensions()[1] * 8, logits->dimensions()[1], kdims[3], embeds.dimensions()[0] / kdims[1]};
+  if (dm.nkv <= 0 || dm.nh % dm.nkv != 0 || dm.d % 8 != 0 || dm.d > 1024 || dm.d / 2 != rope_cos.dimensions()[1])
     return ffi::Error::InvalidArgument("unsupported head layout");
+  const int64_t m = dm.b * dm.t;  // rows of every matmul: token j of cache row i is row i * t + j
   // The packed shapes the Python side builds; a mismatch would read out of bounds, so refuse it.
   auto panels = [](int64_t n) { return (n + kPanel - 1) / kPanel; };
   auto is = [](ffi::Span<const int64_t> got, std::vector<int64_t> want) {
     return std::equal(got.begin(), got.end(), want.begin(), want.end());
   };
   const int64_t nq = (dm.nh + 2 * dm.nkv) * dm.d;
-  if (!is(embeds.dimensions(), {dm.b, dm.h}) || !is(kv_mask.dimensions(), {dm.b, dm.s}) ||
+  if (!is(kv_mask.dimensions(), {dm.b, dm.s}) || !is(logits->dimensions(), {dm.b, dm.v}) ||
       !is(v_in.dimensions(), {dm.layers, dm.b, dm.nkv, dm.s, dm.d}) || !is(ln1.dimensions(), {dm.layers, dm.h}) ||
       !is(ln2.dimensions(), {dm.layers, dm.h}) || !is(qkv_w.dimensions(), {dm.layers, panels(nq), dm.h, kPanel}) ||
       !is(o_w.dimensions(), {dm.layers, panels(dm.h), dm.nh * dm.d, kPanel}) ||
       !is(gate_up_w.dimensions(), {dm.layers, dm.f / 8, dm.h, kPanel}) ||
       !is(down_w.dimensions(), {dm.layers, panels(dm.h), dm.f, kPanel}) ||
       !is(final_norm.dimensions(), {dm.h}) || !is(head_w.dimensions(), {panels(dm.v), dm.h, kPanel}) ||
-      !is(rope_sin.dimensions(), {dm.b, dm.d / 2}) || !is(rope_cos.dimensions(), {dm.b, dm.d / 2}) ||
+      !is(rope_sin.dimensions(), {m, dm.d / 2}) || !is(rope_cos.dimensions(), {m, dm.d / 2}) ||
       (has_bias && !is(qkv_b.dimensions(), {dm.layers, nq})) ||
       (has_qk_norm && (!is(q_norm.dimensions(), {dm.layers, dm.d}) || !is(k_norm.dimensions(), {dm.layers, dm.d}))))
     return ffi::Error::InvalidArgument("zp_cpu_decode_step: operand shapes do not match the model");
   const int slot = slot_buf.typed_data()[0];
-  if (slot < 0 || slot >= dm.s) return ffi::Error::InvalidArgument("cache slot out of range");
+  if (slot < 0 || slot + dm.t > dm.s) return ffi::Error::InvalidArgument("cache slot out of range");
 
   float* kc = k_cache->typed_data();
   float* vc = v_cache->typed_data();
@@ -500,22 +549,22 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
   Scratch local;
   Scratch& sc = own.owns_lock() ? shared : local;
   auto& [x, hn, qkv, attn, act, x_pack] = sc.bufs;
-  x.assign(embeds.typed_data(), embeds.typed_data() + b * h);
-  for (auto [buf, size] : {std::pair{&hn, b * std::max(h, nh * d)}, std::pair{&qkv, b * nqkv},
-                           std::pair{&attn, b * nh * d}, std::pair{&act, b * f}})
+  x.assign(embeds.typed_data(), embeds.typed_data() + m * h);
+  for (auto [buf, size] : {std::pair{&hn, m * std::max(h, nh * d)}, std::pair{&qkv, m * nqkv},
+                           std::pair{&attn, m * nh * d}, std::pair{&act, m * f}})
     if (static_cast<int64_t>(buf->size()) < size) buf->resize(size);
   const int64_t qkv_panels = (nqkv + kPanel - 1) / kPanel, o_panels = (h + kPanel - 1) / kPanel;
   const uint8_t* mask = kv_mask.typed_data();
 
+  const int rows = static_cast<int>(m);
   for (int64_t l = 0; l < dm.layers; ++l) {
-    for (int64_t r = 0; r < b; ++r)
-      RmsNorm(x.data() + r * h, ln1.typed_data() + l * h, eps, h, hn.data() + r * h);
+    ForRows(m, [&](int64_t r) { RmsNorm(x.data() + r * h, ln1.typed_data() + l * h, eps, h, hn.data() + r * h); });
     Matmul{hn.data(), qkv_w.typed_data() + l * qkv_panels * h * kPanel, qkv_b.typed_data() + l * nqkv * has_bias,
-           qkv.data(), static_cast<int>(b), static_cast<int>(h), static_cast<int>(nqkv),
+           qkv.data(), rows, static_cast<int>(h), static_cast<int>(nqkv),
            has_bias ? Epilogue::kBias : Epilogue::kStore, &x_pack}.Run();
     float* lk = kc + l * b * nkv * dm.s * d;
     float* lv = vc + l * b * nkv * dm.s * d;
-    for (int64_t r = 0; r < b; ++r) {
+    ForRows(m, [&](int64_t r) {
       float* row = qkv.data() + r * nqkv;
       const float* cs = rope_cos.typed_data() + r * half;
       const float* sn = rope_sin.typed_data() + r * half;
@@ -523,29 +572,32 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
         float* vec = row + hd * d;
         if (has_qk_norm) {
           const float* sc = (hd < nh ? q_norm.typed_data() : k_norm.typed_data()) + l * d;
-          std::vector<float> tmp(vec, vec + d);
-          RmsNorm(tmp.data(), sc, eps, d, vec);
+          float tmp[1024];  // head_dim <= 1024 is checked above
+          std::memcpy(tmp, vec, d * sizeof(float));
+          RmsNorm(tmp, sc, eps, d, vec);
         }
         Rope(vec, cs, sn, half);
       }
+      const int64_t bi = r / dm.t, at_slot = slot + r % dm.t;
       for (int64_t kh = 0; kh < nkv; ++kh) {
-        const int64_t at = ((r * nkv + kh) * dm.s + slot) * d;
+        const int64_t at = ((bi * nkv + kh) * dm.s + at_slot) * d;
         std::memcpy(lk + at, row + (nh + kh) * d, d * sizeof(float));
         std::memcpy(lv + at, row + (nh + nkv + kh) * d, d * sizeof(float));
       }
       std::memcpy(hn.data() + r * nh * d, row, nh * d * sizeof(float));  // q, contiguous per row
-    }
+    });
     Attention(dm, hn.data(), lk, lv, mask, slot, attn.data());
     Matmul{attn.data(), o_w.typed_data() + l * o_panels * nh * d * kPanel, nullptr, x.data(),
-           static_cast<int>(b), static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
-    for (int64_t r = 0; r < b; ++r)
-      RmsNorm(x.data() + r * h, ln2.typed_data() + l * h, eps, h, hn.data() + r * h);
+           rows, static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
+    ForRows(m, [&](int64_t r) { RmsNorm(x.data() + r * h, ln2.typed_data() + l * h, eps, h, hn.data() + r * h); });
     Matmul{hn.data(), gate_up_w.typed_data() + l * (f / 8) * h * kPanel, nullptr, act.data(),
-           static_cast<int>(b), static_cast<int>(h), static_cast<int>(2 * f), Epilogue::kSwiGlu, &x_pack}.Run();
+           rows, static_cast<int>(h), static_cast<int>(2 * f), Epilogue::kSwiGlu, &x_pack}.Run();
     Matmul{act.data(), down_w.typed_data() + l * o_panels * f * kPanel, nullptr, x.data(),
-           static_cast<int>(b), static_cast<int>(f), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
+           rows, static_cast<int>(f), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
   }
-  for (int64_t r = 0; r < b; ++r) RmsNorm(x.data() + r * h, final_norm.typed_data(), eps, h, hn.data() + r * h);
+  // Logits of each row's last new token only.
+  for (int64_t bi = 0; bi < b; ++bi)
+    RmsNorm(x.data() + ((bi + 1) * dm.t - 1) * h, final_norm.typed_data(), eps, h, hn.data() + bi * h);
   Matmul{hn.data(), head_w.typed_data(), nullptr, logits->typed_data(), static_cast<int>(b),
          static_cast<int>(h), static_cast<int>(dm.v), Epilogue::kStore, &x_pack}.Run();
   return ffi::Error::Success();
@@ -616,11 +668,11 @@ ffi::Error PackGateUp(ffi::Buffer<ffi::F32> gate, ffi::Buffer<ffi::F32> up, ffi:
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     ZpCpuDecodeStep, DecodeStep,
     ffi::Ffi::Bind()
-        .Arg<ffi::Buffer<ffi::F32>>()   // embeds [B, H]
-        .Arg<ffi::Buffer<ffi::F32>>()   // rope cos [B, D / 2]
-        .Arg<ffi::Buffer<ffi::F32>>()   // rope sin [B, D / 2]
+        .Arg<ffi::Buffer<ffi::F32>>()   // embeds [B T, H]: T new tokens per cache row, row-major
+        .Arg<ffi::Buffer<ffi::F32>>()   // rope cos [B T, D / 2]
+        .Arg<ffi::Buffer<ffi::F32>>()   // rope sin [B T, D / 2]
         .Arg<ffi::Buffer<ffi::U8>>()    // kv_mask [B, S]
-        .Arg<ffi::Buffer<ffi::S32>>()   // slot [1]
+        .Arg<ffi::Buffer<ffi::S32>>()   // slot [1]: the cache slot of each row's first new token
         .Arg<ffi::Buffer<ffi::F32>>()   // ln1 [L, H]
         .Arg<ffi::Buffer<ffi::F32>>()   // qkv packed [L, NP, H, 16]
         .Arg<ffi::Buffer<ffi::F32>>()   // qkv bias [L, (NH + 2 KVH) D] or [L, 0]
@@ -634,7 +686,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Arg<ffi::Buffer<ffi::F32>>()   // head packed [NP, H, 16]
         .Arg<ffi::Buffer<ffi::F32>>()   // k cache [L, B, KVH, S, D]
         .Arg<ffi::Buffer<ffi::F32>>()   // v cache [L, B, KVH, S, D]
-        .Ret<ffi::Buffer<ffi::F32>>()   // logits [B, V]
+        .Ret<ffi::Buffer<ffi::F32>>()   // logits [B, V] of each row's last new token
         .Ret<ffi::Buffer<ffi::F32>>()   // k cache (aliases the input)
         .Ret<ffi::Buffer<ffi::F32>>()   // v cache (aliases the input)
         .Attr<float>("eps")

@@ -117,13 +117,14 @@ def stack_cache(cache: dict) -> tuple[jax.Array, jax.Array]:
     return tuple(jnp.swapaxes(cache[n], 2, 3).astype(jnp.float32) for n in ("k", "v"))
 
 
-def decode_step(cfg: ModelConfig, packed: dict, cache: tuple[jax.Array, jax.Array], tokens: jax.Array,
-                positions: jax.Array, slot: jax.Array, kv_mask: jax.Array):
-    """Same contract as `decode_step.decode_step`: (logits f32 [B, V], cache) for tokens [B]."""
+def _fused_call(cfg: ModelConfig, packed: dict, cache, tokens: jax.Array, positions: jax.Array, slot,
+                kv_mask: jax.Array):
+    """tokens, positions [B, T]: T new tokens per row at cache slots slot..slot+T-1 (the same for
+    every row); returns the logits f32 [B, V] of each row's last token and the updated cache."""
     _require_kernel()
-    b = tokens.shape[0]
-    embeds = jnp.take(packed["embed"], tokens, axis=0).astype(jnp.float32)
-    ang = positions.astype(jnp.float32)[:, None] * rope_inv_freq(cfg)
+    b, t = tokens.shape
+    embeds = jnp.take(packed["embed"], tokens.reshape(-1), axis=0).astype(jnp.float32)
+    ang = positions.reshape(-1).astype(jnp.float32)[:, None] * rope_inv_freq(cfg)
     call = jax.ffi.ffi_call(
         "zp_cpu_decode_step",
         (jax.ShapeDtypeStruct((b, cfg.vocab_size), jnp.float32), jax.ShapeDtypeStruct(cache[0].shape, jnp.float32),
@@ -136,3 +137,29 @@ def decode_step(cfg: ModelConfig, packed: dict, cache: tuple[jax.Array, jax.Arra
         eps=np.float32(cfg.rms_norm_eps), num_heads=np.int64(cfg.num_heads),
         num_kv_heads=np.int64(cfg.num_kv_heads), has_bias=bool(cfg.attention_bias), has_qk_norm=bool(cfg.qk_norm))
     return logits, (k, v)
+
+
+def decode_step(cfg: ModelConfig, packed: dict, cache: tuple[jax.Array, jax.Array], tokens: jax.Array,
+                positions: jax.Array, slot: jax.Array, kv_mask: jax.Array):
+    """Same contract as `decode_step.decode_step`: (logits f32 [B, V], cache) for tokens [B]."""
+    return _fused_call(cfg, packed, cache, tokens[:, None], positions[:, None], slot, kv_mask)
+
+
+PREFILL_CHUNK_ROWS = 8192  # tokens (rows x prompt slots) per kernel call: bounds the activations
+
+
+def prefill(cfg: ModelConfig, packed: dict, ids: jax.Array, positions: jax.Array, kv_mask: jax.Array,
+            cache_len: int):
+    """Prompts ids [B, P] (left-padded: kv_mask [B, P] marks the real tokens, positions [B, P]) into
+    a fresh cache of `cache_len` >= P slots, as the decoder's prefill: (logits f32 [B, V] of slot
+    P - 1, (k, v) [L, B, KVH, cache_len, D]). Long prompts go in chunks of slots, each one call."""
+    b, p = ids.shape
+    shape = (cfg.num_layers, b, cfg.num_kv_heads, cache_len, cfg.dim_per_head)
+    cache = (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+    mask = jnp.pad(kv_mask, ((0, 0), (0, cache_len - p)))
+    chunk = max(1, PREFILL_CHUNK_ROWS // b)
+    for start in range(0, p, chunk):
+        end = min(p, start + chunk)
+        logits, cache = _fused_call(cfg, packed, cache, ids[:, start:end], positions[:, start:end],
+                                    jnp.int32(start), mask)
+    return logits, cache

@@ -151,21 +151,21 @@ class _Programs:
         w = lm_head_kernel(params, self.cfg).astype(self.cfg.dtype)
         return jnp.dot(hidden.astype(self.cfg.dtype), w).astype(jnp.float32)
 
-    def _prefill(self, params, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
+    def _prefill(self, params, weights, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
         _TRACES["prefill"] += 1
         cfg, g = self.cfg, self.g
         n, p = ids.shape
         positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
-        cache = init_cache(cfg, n, p)
-        hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=cache,
-                                         cache_index=0, kv_mask=mask, return_hidden=True)
-        logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
-        # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
         b = n * g
-        if self.kernel:  # [L, B, KVH, S, D]: rows on axis 1, slots on axis 3
-            full = tuple(jnp.pad(jnp.repeat(c, g, axis=1), ((0, 0), (0, 0), (0, 0), (0, max_new), (0, 0)))
-                         for c in cpu_decode.stack_cache(cache))
+        if self.kernel:  # the fused CPU call on the packed weights; cache [L, B, KVH, S, D]
+            logits, cache = cpu_decode.prefill(cfg, weights, ids, positions, mask, p + max_new)
+            # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
+            full = tuple(jnp.repeat(c, g, axis=1) for c in cache) if g > 1 else cache
         else:
+            cache = init_cache(cfg, n, p)
+            hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=cache,
+                                             cache_index=0, kv_mask=mask, return_hidden=True)
+            logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
             full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
                                 split_cache(cache))
         logits = jnp.repeat(logits, g, axis=0)
@@ -287,9 +287,10 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     temp = jnp.float32(temperature if temperature > 0 else 1.0)
     top_p_arr = jnp.float32(top_p)
     eos_arr = jnp.asarray(eos)
-    state = progs.prefill(params, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
+    weights = progs.weights(params)
+    state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
                           top_p_arr, eos_arr, max_new=m)
-    plan = Plan(programs=progs, params=params, weights=progs.weights(params), temperature=temp, top_p=top_p_arr,
+    plan = Plan(programs=progs, params=params, weights=weights, temperature=temp, top_p=top_p_arr,
                 eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
     return state, plan
 
