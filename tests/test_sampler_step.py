@@ -70,6 +70,45 @@ def test_decode_step_matches_decoder_apply(family, scan, impl):
         np.testing.assert_allclose(new_cache[i][1], v, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+@pytest.mark.parametrize("chunk_rows", [None, 24])
+def test_cpu_prefill_matches_decoder_apply(family, chunk_rows, monkeypatch):
+    """The kernel's prefill (T tokens per row in one call, or in chunks of slots) against the
+    decoder's own prefill on ragged left-padded prompts: the last slot's logits, and the cache at
+    every real token (padding slots are never read). 5 rows x 40 slots = 200 matmul rows, so the
+    kernel's 96-row chunks and a remainder are both on the path."""
+    cfg = CONFIGS[family]
+    if chunk_rows is not None:
+        monkeypatch.setattr(cpu_decode, "PREFILL_CHUNK_ROWS", chunk_rows)  # 5 rows: 4 slots per call
+    model, params = init_params(cfg, jax.random.PRNGKey(1))
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    lengths = [40, 1, 17, 33, 8]
+    b, p, extra = len(lengths), 40, 6
+    rs = np.random.RandomState(3)
+    ids = np.zeros((b, p), np.int32)
+    mask = np.zeros((b, p), bool)
+    for i, n in enumerate(lengths):
+        ids[i, p - n:] = rs.randint(0, cfg.vocab_size, n)
+        mask[i, p - n:] = True
+    positions = jnp.maximum(jnp.cumsum(jnp.asarray(mask, jnp.int32), axis=1) - 1, 0)
+    hidden, ref_cache = model.apply({"params": params}, jnp.asarray(ids), positions=positions,
+                                    cache=init_cache(cfg, b, p), cache_index=0, kv_mask=jnp.asarray(mask),
+                                    return_hidden=True)
+    ref = np.asarray(hidden[:, -1] @ head_kernel(params, cfg))
+    logits, (k, v) = jax.jit(lambda prm: cpu_decode.prefill(cfg, cpu_decode.pack_weights(prm, cfg), jnp.asarray(ids),
+                                                            positions, jnp.asarray(mask), p + extra))(params)
+    assert k.shape == (cfg.num_layers, b, cfg.num_kv_heads, p + extra, cfg.dim_per_head)
+    assert np.abs(np.asarray(logits) - ref).max() <= STEP_REL_TOL * np.abs(ref).max()
+    for got, name in ((k, "k"), (v, "v")):
+        want = np.swapaxes(np.asarray(ref_cache[name]), 2, 3)  # [L, B, KVH, S, D]
+        real = np.broadcast_to(mask[None, :, None, :, None], want.shape)
+        np.testing.assert_allclose(np.asarray(got)[..., :p, :][real], want[real], atol=1e-5)
+        assert not np.asarray(got)[..., p:, :].any()  # the decode slots start empty
+
+
 def hf_top_p_keep(logits: np.ndarray, top_p: float) -> np.ndarray:
     warper = transformers.TopPLogitsWarper(top_p=top_p)
     out = warper(None, torch.tensor(logits)).numpy()
