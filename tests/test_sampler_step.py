@@ -99,14 +99,18 @@ def test_cpu_prefill_matches_decoder_apply(family, chunk_rows, monkeypatch):
                                     return_hidden=True)
     ref = np.asarray(hidden[:, -1] @ head_kernel(params, cfg))
     logits, (k, v) = jax.jit(lambda prm: cpu_decode.prefill(cfg, cpu_decode.pack_weights(prm, cfg), jnp.asarray(ids),
-                                                            positions, jnp.asarray(mask), p + extra))(params)
-    assert k.shape == (cfg.num_layers, b, cfg.num_kv_heads, p + extra, cfg.dim_per_head)
+                                                            positions, jnp.asarray(mask)))(params)
+    assert k.shape == (cfg.num_layers, b, cfg.num_kv_heads, p, cfg.dim_per_head)
     assert np.abs(np.asarray(logits) - ref).max() <= STEP_REL_TOL * np.abs(ref).max()
     for got, name in ((k, "k"), (v, "v")):
         want = np.swapaxes(np.asarray(ref_cache[name]), 2, 3)  # [L, B, KVH, S, D]
         real = np.broadcast_to(mask[None, :, None, :, None], want.shape)
-        np.testing.assert_allclose(np.asarray(got)[..., :p, :][real], want[real], atol=1e-5)
-        assert not np.asarray(got)[..., p:, :].any()  # the decode slots start empty
+        np.testing.assert_allclose(np.asarray(got)[real], want[real], atol=1e-5)
+    # Fan-out to 3 samples per prompt and `extra` empty decode slots, exactly.
+    fk, fv = jax.jit(lambda c: cpu_decode.fan_out(c, 3, p + extra))((k, v))
+    for got, src in ((fk, k), (fv, v)):
+        want = np.pad(np.repeat(np.asarray(src), 3, axis=1), ((0, 0), (0, 0), (0, 0), (0, extra), (0, 0)))
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def hf_top_p_keep(logits: np.ndarray, top_p: float) -> np.ndarray:

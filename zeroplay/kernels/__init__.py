@@ -25,6 +25,7 @@ from pathlib import Path
 CPU_DECODE_TARGET = "zp_cpu_decode_step"
 CPU_PACK_TARGET = "zp_cpu_pack_panels"
 CPU_PACK_GATE_UP_TARGET = "zp_cpu_pack_gate_up"
+CPU_FAN_OUT_TARGET = "zp_cpu_fan_out"
 _SOURCE = Path(__file__).with_name("cpu_decode.cc")
 _FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-mavx2", "-mfma", "-fno-math-errno", "-pthread"]
 _LOCK = threading.Lock()
@@ -82,7 +83,7 @@ def _load() -> None:
     import jax.ffi
 
     for name, fn in ((CPU_DECODE_TARGET, lib.ZpCpuDecodeStep), (CPU_PACK_TARGET, lib.ZpCpuPackPanels),
-                     (CPU_PACK_GATE_UP_TARGET, lib.ZpCpuPackGateUp)):
+                     (CPU_PACK_GATE_UP_TARGET, lib.ZpCpuPackGateUp), (CPU_FAN_OUT_TARGET, lib.ZpCpuFanOut)):
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(fn), platform="cpu")
     _STATE["lib"] = lib
 

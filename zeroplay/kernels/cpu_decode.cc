@@ -600,6 +600,8 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
     RmsNorm(x.data() + ((bi + 1) * dm.t - 1) * h, final_norm.typed_data(), eps, h, hn.data() + bi * h);
   Matmul{hn.data(), head_w.typed_data(), nullptr, logits->typed_data(), static_cast<int>(b),
          static_cast<int>(h), static_cast<int>(dm.v), Epilogue::kStore, &x_pack}.Run();
+  if (dm.t > 1)  // a prefill's activations are large: give them back rather than keep them for decoding
+    for (auto& buf : sc.bufs) std::vector<float>().swap(buf);
   return ffi::Error::Success();
 }
 
@@ -639,6 +641,30 @@ ffi::Error PackPanels(ffi::Buffer<ffi::F32> src, ffi::ResultBuffer<ffi::F32> dst
         const float* col = w + (p * kPanel + j) * k;
         for (int64_t r = 0; r < k; ++r) o[r * kPanel + j] = j < cols ? col[r] : 0.0f;
       }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// Group fan-out of a prefilled cache: src [L, N, KVH, P, D] -> dst [L, N G, KVH, S, D], row
+// n G + j holding src row n in slots [0, P) and zeros after. One parallel pass over fresh memory
+// on huge pages, where XLA's repeat and pad take two passes over 4 KB pages that fault one by one.
+ffi::Error FanOut(ffi::Buffer<ffi::F32> src, ffi::ResultBuffer<ffi::F32> dst) {
+  const auto sd = src.dimensions();
+  const auto dd = dst->dimensions();
+  if (sd.size() != 5 || dd.size() != 5 || sd[0] != dd[0] || sd[2] != dd[2] || sd[4] != dd[4] || sd[1] <= 0 ||
+      dd[1] % sd[1] != 0 || dd[3] < sd[3])
+    return ffi::Error::InvalidArgument("zp_cpu_fan_out: want src [L, N, KVH, P, D] and dst [L, N G, KVH, S >= P, D]");
+  const int64_t layers = sd[0], n = sd[1], rows = dd[1], kvh = sd[2], p = sd[3], s = dd[3], d = sd[4];
+  const int64_t g = rows / n;
+  AdviseHugePages(dst->typed_data(), layers * rows * kvh * s * d * static_cast<int64_t>(sizeof(float)));
+  ParallelFor(static_cast<int>(layers * rows), [&](int item) {
+    const int64_t l = item / rows, r = item % rows;
+    for (int64_t h = 0; h < kvh; ++h) {
+      const float* from = src.typed_data() + ((l * n + r / g) * kvh + h) * p * d;
+      float* to = dst->typed_data() + ((l * rows + r) * kvh + h) * s * d;
+      std::memcpy(to, from, p * d * sizeof(float));
+      std::memset(to + p * d, 0, (s - p) * d * sizeof(float));
     }
   });
   return ffi::Error::Success();
@@ -704,6 +730,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ZpCpuPackPanels, PackPanels,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ZpCpuPackGateUp, PackGateUp,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ZpCpuFanOut, FanOut,
+                              ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 

@@ -1,11 +1,14 @@
-"""The decode step as one fused CPU call (`zeroplay/kernels/cpu_decode.cc`), and its weight packing.
+"""The decode step and the prefill as fused CPU calls (`zeroplay/kernels/cpu_decode.cc`), and the
+weight packing they share.
 
 On a single CPU device in float32 the sampler runs each decode step as one XLA FFI call instead of
-~12 XLA operations per layer (`decode_step.py`): same math, same cache slots, same masking, so the
-tokens and logprobs match the XLA step to float32 rounding (`tests/test_sampler_step.py`). Weights
-are re-laid once per `generate` call (`pack_weights`, ~one copy of the model) into 16-column
-panels the kernel streams sequentially. The cache here is one stacked (k, v) pair
-[L, B, KVH, S, D], updated in place through input/output aliasing.
+~12 XLA operations per layer (`decode_step.py`), and its prefill as the same call with every
+prompt token at once (T tokens per row, in chunks of slots for long prompts): same math, same
+cache slots, same masking, so the tokens and logprobs match the XLA path to float32 rounding
+(`tests/test_sampler_step.py`, `tests/test_cpu_kernel.py`). Weights are re-laid once per set of
+params (`pack_weights`, ~one copy of the model) into 16-column panels the kernel streams
+sequentially. The cache here is one stacked (k, v) pair [L, B, KVH, S, D], updated in place
+through input/output aliasing.
 
 `use_cpu_kernel` decides: "auto" takes the kernel when it applies, "xla" never, "cpu" insists.
 """
@@ -145,21 +148,30 @@ def decode_step(cfg: ModelConfig, packed: dict, cache: tuple[jax.Array, jax.Arra
     return _fused_call(cfg, packed, cache, tokens[:, None], positions[:, None], slot, kv_mask)
 
 
-PREFILL_CHUNK_ROWS = 8192  # tokens (rows x prompt slots) per kernel call: bounds the activations
+PREFILL_CHUNK_ROWS = 2048  # tokens (rows x prompt slots) per kernel call: bounds the activations
 
 
-def prefill(cfg: ModelConfig, packed: dict, ids: jax.Array, positions: jax.Array, kv_mask: jax.Array,
-            cache_len: int):
+def prefill(cfg: ModelConfig, packed: dict, ids: jax.Array, positions: jax.Array, kv_mask: jax.Array):
     """Prompts ids [B, P] (left-padded: kv_mask [B, P] marks the real tokens, positions [B, P]) into
-    a fresh cache of `cache_len` >= P slots, as the decoder's prefill: (logits f32 [B, V] of slot
-    P - 1, (k, v) [L, B, KVH, cache_len, D]). Long prompts go in chunks of slots, each one call."""
+    a fresh cache, as the decoder's prefill: (logits f32 [B, V] of slot P - 1, (k, v) [L, B, KVH,
+    P, D]). Long prompts go in chunks of slots, one call each."""
     b, p = ids.shape
-    shape = (cfg.num_layers, b, cfg.num_kv_heads, cache_len, cfg.dim_per_head)
+    shape = (cfg.num_layers, b, cfg.num_kv_heads, p, cfg.dim_per_head)
     cache = (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
-    mask = jnp.pad(kv_mask, ((0, 0), (0, cache_len - p)))
     chunk = max(1, PREFILL_CHUNK_ROWS // b)
     for start in range(0, p, chunk):
         end = min(p, start + chunk)
         logits, cache = _fused_call(cfg, packed, cache, ids[:, start:end], positions[:, start:end],
-                                    jnp.int32(start), mask)
+                                    jnp.int32(start), kv_mask)
     return logits, cache
+
+
+def fan_out(cache: tuple[jax.Array, jax.Array], num_samples: int, cache_len: int) -> tuple[jax.Array, jax.Array]:
+    """A prefilled cache [L, N, KVH, P, D] as the decode cache [L, N G, KVH, cache_len, D]: row
+    n G + j is prompt n's, the slots past P empty. One pass on huge pages (XLA's repeat + pad: two)."""
+    from zeroplay.kernels import CPU_FAN_OUT_TARGET
+
+    _require_kernel()
+    nl, n, kvh, _, d = cache[0].shape
+    out = jax.ShapeDtypeStruct((nl, n * num_samples, kvh, cache_len, d), jnp.float32)
+    return tuple(jax.ffi.ffi_call(CPU_FAN_OUT_TARGET, out)(c) for c in cache)

@@ -11,7 +11,8 @@ slot P + i at step i for every row into a preallocated cache of P + M slots (M =
 bucket); its state is donated so XLA updates the cache in place, and it exits as soon as every
 row has finished. Stop strings are checked on the host between chunks of decode steps.
 The decode step is XLA operations (`decode_step.py`) or, on one CPU device in float32, one fused
-call of the hand-written CPU kernel (`cpu_decode.py`); `decode_kernel` chooses.
+call of the hand-written CPU kernel (`cpu_decode.py`), which then also runs the prefill (the same
+call with all prompt tokens at once); `decode_kernel` chooses.
 """
 from __future__ import annotations
 
@@ -158,9 +159,9 @@ class _Programs:
         positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
         b = n * g
         if self.kernel:  # the fused CPU call on the packed weights; cache [L, B, KVH, S, D]
-            logits, cache = cpu_decode.prefill(cfg, weights, ids, positions, mask, p + max_new)
+            logits, cache = cpu_decode.prefill(cfg, weights, ids, positions, mask)
             # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
-            full = tuple(jnp.repeat(c, g, axis=1) for c in cache) if g > 1 else cache
+            full = cpu_decode.fan_out(cache, g, p + max_new)
         else:
             cache = init_cache(cfg, n, p)
             hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=cache,
@@ -310,8 +311,9 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     mesh / rules: shard params (no copy when already placed) and the cache, rows over the batch axes.
     buckets: the static sizes for prompt length, prompt count and max_new_tokens.
     max_cache_len: longest prompt + max_new_tokens allowed (default: the model's max positions).
-    decode_kernel: "auto" runs each decode step as one fused CPU call where it applies (float32 on
-    one CPU device, see cpu_decode.py), "xla" always uses XLA operations, "cpu" requires the kernel.
+    decode_kernel: "auto" runs the prefill and each decode step as fused CPU calls where they apply
+    (float32 on one CPU device, see cpu_decode.py), "xla" always uses XLA operations, "cpu"
+    requires the kernel.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
