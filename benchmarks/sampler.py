@@ -2,6 +2,7 @@
 
     python benchmarks/sampler.py                 # all parts
     python benchmarks/sampler.py --parts a --reps 5
+    python benchmarks/sampler.py --parts p       # the prefill alone: CPU kernel against XLA
 
 (a) the peer shape: random Qwen2, vocab 32000, hidden 256, 4 layers, 4 heads, FFN 1024, tied
     embeddings; batch 8, prompt 32, 128 new tokens, temperature 1 (target >= 4x HF).
@@ -14,6 +15,8 @@ prefill, decode and the copy of the results to the host, after one warm-up call 
 Runs of the two systems are interleaved; the table shows the best run of each (and the median).
 "zeroplay" calls generate again on the same params (the CPU kernel's packed weights are reused);
 "fresh params" passes new param arrays each time, as after a train step, so the packing is timed.
+(p) the prefill alone on SmolLM2 (no HF side): the CPU kernel's prefill (all prompt tokens in
+    one fused call) against the decoder's XLA prefill, with the FLOP rate of each.
 --with-xla adds the XLA decode step (decode_kernel="xla"), the path of GPUs, TPUs and meshes.
 Rooflines: per decode step, bytes read (every weight once, plus the live KV cache) over the
 memory bandwidth, and FLOPs over the matmul rate, both measured at the start of this run; the
@@ -137,6 +140,33 @@ def fanout(model, params, prompt_len: int, g: int, reps: int) -> dict:
     return {"once": min(once), "naive": min(naive)}
 
 
+def prefill_rates(model, params, shapes, reps: int, flops_s: float) -> list[dict]:
+    """The prefill (and fan-out copy) alone, through the CPU kernel and through XLA, interleaved."""
+    cfg = model.cfg
+    d, nh, nkv, layers = cfg.dim_per_head, cfg.num_heads, cfg.num_kv_heads, cfg.num_layers
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    layer_params = layers * (h * d * (nh + 2 * nkv) + nh * d * h + 3 * h * f)
+    out = []
+    for batch, plen in shapes:
+        ids = np.random.RandomState(2).randint(0, cfg.vocab_size, (batch, plen))
+        prompts = [list(r) for r in ids]
+
+        def run(kernel):
+            state, _ = prefill(model, params, prompts, max_new_tokens=128, temperature=1.0, decode_kernel=kernel)
+            jax.block_until_ready(state)
+
+        times = {"cpu": [], "xla": []}
+        for k in times:
+            run(k)  # compile
+        for _ in range(reps):
+            for k in times:
+                times[k].append(timed(lambda: run(k)))
+        flops = 2 * batch * plen * layer_params + 2 * batch * layers * plen * plen * nh * d
+        out.append({"batch": batch, "plen": plen, "flops": flops, "roof": flops / flops_s,
+                    **{k: min(v) for k, v in times.items()}})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", default="a,b,c")
@@ -166,6 +196,15 @@ def main():
         for b in (8, 32):
             rows.append(compare(f"(b) SmolLM2-135M b{b} p32 n128", hf, model, params, b, 32, 128,
                                 max(1, args.reps - 1), flops_s, bw, args.with_xla))
+    if "p" in parts:
+        model, params = load_pretrained("smollm2-135m-instruct")
+        pre = prefill_rates(model, params, [(32, 32), (8, 512), (1, 2048)], args.reps, flops_s)
+        print("\n| prefill, SmolLM2 | GFLOP | XLA | CPU kernel | speed-up | kernel GFLOP/s | kernel / matmul rate |")
+        print("|---|---|---|---|---|---|---|")
+        for r in pre:
+            print(f"| b{r['batch']} p{r['plen']} | {r['flops'] / 1e9:.0f} | {r['xla'] * 1e3:.0f} ms | "
+                  f"{r['cpu'] * 1e3:.0f} ms | {r['xla'] / r['cpu']:.2f}x | {r['flops'] / r['cpu'] / 1e9:.0f} | "
+                  f"{r['roof'] / r['cpu']:.0%} |")
     if rows:
         print()
         print("| case | HF tok/s | zeroplay tok/s | ratio (best) | ratio (median) | fresh params: tok/s, ratio "
