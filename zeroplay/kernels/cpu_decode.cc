@@ -506,7 +506,7 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
                       bool has_bias, bool has_qk_norm) {
   const auto kdims = k_in.dimensions();  // [L, B, KVH, S, D]
   if (kdims.size() != 5) return ffi::Error::InvalidArgument("cache must be [L, B, KVH, S, D]");
-  if (kdims[1] <= 0 || embeds.dimensions()[0] % kdims[1] != 0)
+  if (embeds.dimensions().size() != 2 || kdims[1] <= 0 || embeds.dimensions()[0] % kdims[1] != 0)
     return ffi::Error::InvalidArgument("embeds must hold the same number of tokens for every cache row");
   Dims dm{kdims[1], embeds.dimensions()[1], kdims[0], num_heads, num_kv_heads, kdims[4],
           gate_up_w.dimensions()[1] * 8, logits->dimensions()[1], kdims[3], embeds.dimensions()[0] / kdims[1]};
