@@ -4,14 +4,19 @@ Every test asserts the containment itself (the file does not exist, the connecti
 arrived, the trainer and the workers are the same processes, the secret did not leak) and,
 through the `pool` fixture, that no process is left behind.
 """
+import hashlib
 import os
+import random
 import socket
+import sys
+import sysconfig
 import threading
 import time
 import uuid
 
 import pytest
 
+import zeroplay
 from zeroplay.verifiers import code
 
 TRAINER_PID = os.getpid()
@@ -103,8 +108,8 @@ def test_layers_reported(sandbox):
     assert layers["audit_hook"]
     if os.geteuid() == 0:  # this machine runs the suite as root: every layer must be on
         for name in ("separate_uid", "net_namespace", "pid_namespace",
-                     "readonly_root_private_tmp", "seccomp"):
-            assert layers[name], name
+                     "readonly_root_private_tmp", "seccomp", "fs_view", "fs_view_mount"):
+            assert layers[name], (name, layers.get("fs_view_detail"))
 
 
 def test_ordinary_program(pool):
@@ -329,7 +334,11 @@ def test_reading_the_environment(monkeypatch):
                 "            found.append(open(p, 'rb').read())\n"
                 "        except Exception as e:\n"
                 "            found.append(repr(e))\n"
-                "    for name in os.listdir('/proc'):\n"
+                "    try:\n"
+                "        names = os.listdir('/proc')\n"
+                "    except OSError:\n"
+                "        names = []  # no /proc in the filesystem view\n"
+                "    for name in names:\n"
                 "        try:\n"
                 "            found.append(open(f'/proc/{name}/environ', 'rb').read())\n"
                 "        except Exception:\n"
@@ -436,8 +445,169 @@ def test_os_layers_hold_without_the_audit_hook(bare, host_path, monkeypatch):
         r = run(prog)
         assert not r.ok or r.output in ("-1", "(-1, 0)", str(127 << 8)), (prog, r)
     r = run("import os\ndef f():\n    return sorted(p for p in os.listdir('/proc') if p.isdigit())")
-    assert r.ok and str(TRAINER_PID) not in eval(r.output)  # noqa: S307 -- PID namespace
+    if bare.layers()["fs_view_mount"]:  # no /proc at all in the view
+        assert not r.ok and "FileNotFoundError" in r.error, r
+    else:
+        assert r.ok and str(TRAINER_PID) not in eval(r.output)  # noqa: S307 -- PID namespace
     r = run("import os\ndef f():\n    return os.listdir(os.path.expanduser('/root'))")
     assert not r.ok or ".bash_history" not in r.output
     assert bare.worker_pids() == workers
     os.kill(TRAINER_PID, 0)
+
+
+# -- the filesystem view: a program sees the interpreter and its scratch dir, nothing else --------
+
+_PROBE = '''
+import os
+def f(paths):
+    out = {}
+    for p in paths:
+        seen = []
+        for name, fn in (("stat", os.stat), ("listdir", os.listdir),
+                         ("open", lambda q: open(q, "rb").read(64))):
+            try:
+                v = fn(p)
+                seen.append(["ok", sorted(v) if name == "listdir" else repr(v)[:80]])
+            except Exception as e:
+                seen.append([type(e).__name__, str(e)[:200]])
+        out[p] = seen
+    return out
+'''
+
+
+def _project_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.realpath(zeroplay.__file__)))
+
+
+def _some_file(directory: str) -> str | None:
+    """A regular file (not a symlink) somewhere under `directory` that this process can read,
+    outside the interpreter's own prefixes (which the view does show)."""
+    prefixes = [os.path.realpath(p) + "/" for p in (sys.prefix, sys.base_prefix)]
+    for top, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))[:5]
+        for name in sorted(files):
+            p = os.path.join(top, name)
+            if (os.path.isfile(p) and not os.path.islink(p) and os.access(p, os.R_OK)
+                    and not any(os.path.realpath(p).startswith(pre) for pre in prefixes)):
+                return p
+    return None
+
+
+def _secret_targets() -> tuple[list[str], list[str]]:
+    """(directories, files) a program must not read: the project folder, ../shared next to it
+    (the benchmark data), the home folder, /etc/passwd."""
+    root = _project_root()
+    dirs, files = [root], [os.path.realpath(zeroplay.__file__), "/etc/passwd"]
+    shared = os.path.join(os.path.dirname(root), "shared")
+    home = os.path.realpath(os.path.expanduser("~"))
+    for d in (shared, os.path.join(shared, "data"), home):
+        if os.path.isdir(d):
+            dirs.append(d)
+            f = _some_file(d)
+            if f is not None:
+                files.append(f)
+    for f in ("README.md", "pytest.ini", "setup.sh"):
+        if os.path.isfile(os.path.join(root, f)):
+            files.append(os.path.join(root, f))
+    return dirs, sorted({f for f in files if os.path.isfile(f)})
+
+
+def _on_the_way(directory: str) -> set[str]:
+    """Names under `directory` on the way to the interpreter's own trees: the view may show
+    them as empty skeletons (never more)."""
+    names = set()
+    for p in [sys.prefix, sys.base_prefix, sys.executable, *sysconfig.get_paths().values()]:
+        for q in {p, os.path.realpath(p)} if p else ():
+            if q.startswith(directory.rstrip("/") + "/"):
+                names.add(q[len(directory.rstrip("/")) + 1:].split("/")[0])
+    return names
+
+
+@pytest.fixture(scope="module", params=["auto", "landlock"])
+def viewed(request, sandbox):
+    """A pool per mechanism: the default one, and Landlock alone (what a non-root user gets)."""
+    if request.param == "auto":
+        box, close = sandbox.pool, False
+    else:
+        box, close = code.SandboxPool(num_workers=1, fs_view="landlock"), True
+    layers = box.layers()
+    try:
+        if request.param == "auto" and not layers.get("fs_view"):
+            pytest.skip(f"no filesystem view here: {layers.get('fs_view_detail')}")
+        if request.param == "landlock" and not layers.get("landlock"):
+            pytest.skip(f"no Landlock here: {layers.get('fs_view_detail')}")
+        yield box, layers
+    finally:
+        if close:
+            box.close()
+
+
+def test_programs_cannot_read_the_host(viewed):
+    box, layers = viewed
+    dirs, files = _secret_targets()
+    for p in dirs + files:  # the host side can: the test would prove nothing otherwise
+        assert os.path.exists(p), p
+    r = code.run(_PROBE, repr(dirs + files), timeout_s=5.0, pool=box)
+    assert r.ok, r.error
+    seen = eval(r.output)  # noqa: S307 -- our own test output
+    for p in files:
+        st, ls, op = seen[p]
+        assert op[0] != "ok", (p, op)  # not one byte of it
+        if layers["fs_view_mount"]:
+            assert st[0] == "FileNotFoundError", (p, st)  # not even its name
+    for p in dirs:
+        st, ls, op = seen[p]
+        assert op[0] != "ok", (p, op)
+        allowed = _on_the_way(p)
+        assert ls[0] != "ok" or set(ls[1]) <= allowed, (p, ls)  # never its contents
+        if layers["fs_view_mount"] and not allowed:
+            assert st[0] == "FileNotFoundError", (p, st)
+    # Landlock alone denies reads and listings, not stat: names outside can still be stat'ed.
+
+
+def test_programs_still_run_with_the_view(viewed):
+    """What AZR's programs import (random with a seed, datetime...) works inside the view."""
+    box, _ = viewed
+    prog = ("import math, itertools, collections, functools, re, string, heapq, bisect\n"
+            "import random, datetime, hashlib, json, decimal, fractions, statistics, typing\n"
+            "def f(seed):\n"
+            "    random.seed(seed)\n"
+            "    return (math.isqrt(17), list(itertools.permutations('ab')),\n"
+            "            collections.Counter('abca').most_common(1),\n"
+            "            functools.reduce(lambda a, b: a * b, range(1, 6)),\n"
+            "            re.findall(r'\\d+', 'a1b22'), string.ascii_uppercase[:3],\n"
+            "            heapq.nlargest(2, [5, 1, 9]), bisect.bisect_left([1, 3, 5], 4),\n"
+            "            [random.randint(0, 10 ** 6) for _ in range(3)], random.random(),\n"
+            "            str(datetime.date(2024, 2, 28) + datetime.timedelta(days=2)),\n"
+            "            hashlib.md5(b'zeroplay').hexdigest(), str(decimal.Decimal('0.1') * 3),\n"
+            "            str(fractions.Fraction(3, 6)), statistics.median([3, 1, 2]),\n"
+            "            json.dumps({'a': 1}))\n")
+    rng = random.Random(1234)
+    expected = (4, [("a", "b"), ("b", "a")], [("a", 2)], 120, ["1", "22"], "ABC", [9, 5], 2,
+                [rng.randint(0, 10 ** 6) for _ in range(3)], rng.random(), "2024-03-01",
+                hashlib.md5(b"zeroplay").hexdigest(), "0.3", "1/2", 2, '{"a": 1}')
+    r = code.run(prog, "1234", pool=box)
+    assert r.ok, r.error
+    assert r.output == repr(expected)
+    # Writing and reading back in the scratch dir still works.
+    r = code.run("def f():\n    open('x', 'w').write('hi')\n    return open('x').read()",
+                 "", pool=box)
+    assert r.ok and r.output == "'hi'", r.error
+
+
+def test_missing_view_is_reported_and_logged(monkeypatch, caplog):
+    """Without a filesystem view (here: asked for none) the pool says so in `layers()` and
+    logs one warning; programs still run."""
+    monkeypatch.setattr(code, "_warned", set())
+    with caplog.at_level("WARNING", logger=code.__name__):
+        with code.SandboxPool(num_workers=1, fs_view="none") as box:
+            layers = box.layers()
+            assert layers["fs_view"] is False and not layers["landlock"]
+            assert not layers["fs_view_mount"]
+            assert "unavailable" in layers["fs_view_detail"]
+            assert code.run("def f():\n    return 2", "", pool=box).output == "2"
+            box.layers()
+    warnings = [rec for rec in caplog.records if "filesystem view" in rec.getMessage()]
+    assert len(warnings) == 1, warnings
+    with pytest.raises(ValueError):
+        code.SandboxPool(fs_view="bogus")

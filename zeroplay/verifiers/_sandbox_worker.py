@@ -5,12 +5,17 @@ environment; it imports nothing from `zeroplay`. Layers, each applied where this
 
 - at startup (as root): private mount, network, PID, IPC and UTS namespaces. The worker becomes
   PID 1 of its PID namespace (children cannot see or signal anything outside it, and a
-  `kill(-1)` after each job removes every leftover); every mount is re-bound read-only and
-  fresh size-capped tmpfs are mounted on /tmp, /var/tmp and /dev/shm (the per-run scratch dirs
-  live there); /proc is remounted for the new namespace; directories on the way to Python's
-  import paths that others cannot enter (e.g. /root) are replaced by a read-only view of just
-  those paths. Without root none of this is available and the other layers remain. A worker
-  dies with the trainer (PR_SET_PDEATHSIG) and with its stdin.
+  `kill(-1)` after each job removes every leftover).
+- at startup, the filesystem view (`_fsview`): as root, the mount namespace's root becomes a
+  read-only tmpfs holding only read-only bind mounts of the interpreter's trees (standard
+  library, site-packages, its shared libraries), a few device nodes and a fresh size-capped
+  tmpfs /tmp for the per-run scratch dirs: the project folder, the data next to it, home
+  folders, /etc and /proc do not exist there. Then, where the kernel has Landlock (also
+  without root), the worker restricts itself to reading those trees and writing its scratch
+  base; children inherit it. If the mount view cannot be built, every mount is re-bound
+  read-only with fresh tmpfs on /tmp, /var/tmp and /dev/shm (the earlier layer), and the hello
+  says why (`fs_view_detail`); the trainer logs it once.
+- A worker dies with the trainer (PR_SET_PDEATHSIG) and with its stdin.
 - per job: a fresh child (`_sandbox_child`) in its own session with its own uid (root only),
   rlimits, seccomp, an audit hook and the caller's AST ban list; the worker enforces the wall
   deadline and kills the child's process group, then (PID namespace) everything left.
@@ -18,6 +23,8 @@ environment; it imports nothing from `zeroplay`. Layers, each applied where this
 Protocol: frames (`_wire`) on stdin/stdout. First frame out is a hello with the layers that
 are active. Jobs in: {"id", "mode": "call"|"script"|"compare", "program", "inputs",
 "expected", "repeats", "processes", "timeout_s", "banned", ...}; out: {"id", "result"}.
+Test-only flags: `--no-audit-hook`; `--fs-view=landlock` (Landlock alone, as without root) or
+`--fs-view=none` (no filesystem view, to see the degraded report).
 """
 import os
 import sys
@@ -37,6 +44,7 @@ import signal  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+import _fsview  # noqa: E402
 import _literal  # noqa: E402
 import _sandbox_child  # noqa: E402
 import _seccomp  # noqa: E402
@@ -94,10 +102,18 @@ def _mountpoints() -> list[tuple[str, int]]:
     return points
 
 
-def _setup_mounts(new_proc: bool) -> bool:
-    """Inside a fresh mount namespace only: everything read-only, private tmpfs for scratch."""
+def _setup_mounts(new_proc: bool, needed, view: bool) -> tuple[bool, str | None, str]:
+    """Inside a fresh mount namespace only. Returns (private /tmp, how the mount view was
+    switched to or None, why there is no mount view)."""
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
-        return False  # never touch mounts that might propagate to the host
+        return False, None, "could not make the mount namespace private"  # never touch the host
+    why = "not requested"
+    if view:
+        try:
+            return True, _fsview.mount_view(*needed), ""
+        except OSError as e:
+            why = f"building it failed: {e}"
+    # The earlier layer: the whole host read-only, private tmpfs for scratch.
     if new_proc:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for path, flags in _mountpoints():
@@ -108,7 +124,7 @@ def _setup_mounts(new_proc: bool) -> bool:
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
     if ok:
         _expose_import_paths([p for p in sys.path if p and os.path.abspath(p) != _HERE])
-    return ok
+    return ok, None, why
 
 
 def _blocking_ancestor(path: str) -> str | None:
@@ -167,7 +183,7 @@ def _become_pid1() -> None:
 
 
 class Worker:
-    def __init__(self, parent_pid: int) -> None:
+    def __init__(self, parent_pid: int, fs_view: str = "auto") -> None:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if parent_pid and os.getppid() != parent_pid:
             os._exit(0)  # the trainer died before we could tie ourselves to it
@@ -175,7 +191,8 @@ class Worker:
         self.layers = {"root": self.root}
         flags = 0
         # Without root there are no namespaces here (an unmapped user namespace would break
-        # file creation); seccomp still denies sockets, fork, exec and signals.
+        # file creation); seccomp still denies sockets, fork, exec and signals, and Landlock
+        # (where the kernel has it) still limits what can be read.
         candidates = ([CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS,
                        CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC, CLONE_NEWNET]
                       if self.root else [])
@@ -188,7 +205,13 @@ class Worker:
         if self.pid_ns:
             _become_pid1()
         self.layers["pid_namespace"] = self.pid_ns
-        self.private_tmp = bool(flags & CLONE_NEWNS) and _setup_mounts(self.pid_ns)
+        needed = _fsview.needed_paths(_HERE)  # before the view: it reads /proc/self/maps
+        mount_how, why_mount = None, "needs root (a private mount namespace)"
+        if flags & CLONE_NEWNS:
+            self.private_tmp, mount_how, why_mount = _setup_mounts(
+                self.pid_ns, needed, fs_view == "auto")
+        else:
+            self.private_tmp = False
         self.layers["readonly_root_private_tmp"] = self.private_tmp
         if self.private_tmp:
             self.scratch_base = "/tmp/zeroplay-sandbox"
@@ -203,6 +226,29 @@ class Worker:
         self.layers["seccomp"] = self.seccomp.program is not None
         self.layers["audit_hook"] = True
         self.devnull = os.open(os.devnull, os.O_RDWR)
+        landlock_abi, why_landlock = 0, "not requested"
+        if fs_view in ("auto", "landlock"):
+            try:  # last: from here on this process reads nothing outside the view either
+                landlock_abi = _fsview.landlock(*needed, self.scratch_base)
+            except OSError as e:
+                why_landlock = str(e)
+        self.layers["fs_view_mount"] = mount_how is not None
+        self.layers["landlock"] = landlock_abi > 0
+        self.layers["fs_view"] = mount_how is not None or landlock_abi > 0
+        parts = []
+        if mount_how:
+            parts.append(f"mount view ({mount_how})")
+        if landlock_abi:
+            parts.append(f"landlock ABI {landlock_abi}" + ("" if mount_how else
+                                                           " (reads only; stat not covered)"))
+        if not self.layers["fs_view"]:
+            detail = (f"unavailable: mount view: {why_mount}; landlock: {why_landlock}; "
+                      "sandboxed programs can read every world-readable host file")
+        elif not mount_how:
+            detail = " + ".join(parts) + f"; no mount view: {why_mount}"
+        else:
+            detail = " + ".join(parts)
+        self.layers["fs_view_detail"] = detail
         self.cfg = {"uid": self.uid, "prctl": _libc.prctl}
         self.counter = 0
         self.deferred: list = []
@@ -421,7 +467,9 @@ class Worker:
 
 
 if __name__ == "__main__":
-    _worker = Worker(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0)
+    _view = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--fs-view=")), "auto")
+    _worker = Worker(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0,
+                     fs_view=_view)
     if "--no-audit-hook" in sys.argv:  # tests: show the OS layers hold on their own
         _worker.cfg["audit_hook"] = False
         _worker.layers["audit_hook"] = False

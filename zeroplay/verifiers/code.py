@@ -4,9 +4,10 @@
 `input_expr` is an argument list of Python literals (`"[1, 2], 'a'"`), and returns a `Result`
 whose `output` is the `repr` of the value. Programs come from a model that is optimised to get
 reward, so each one runs in a forked child of a pre-started sandbox worker (see
-`_sandbox_worker.py` for the layers: namespaces, read-only filesystem with a private scratch
-tmpfs, its own uid, rlimits, seccomp, an audit hook, an AST ban list) under a hard wall
-deadline. The executor survives any program; a dead worker is replaced.
+`_sandbox_worker.py` for the layers: namespaces, a filesystem view holding only the
+interpreter (read-only) and a private scratch tmpfs (`_fsview`: a mount view as root, Landlock
+where the kernel has it), its own uid, rlimits, seccomp, an audit hook, an AST ban list) under
+a hard wall deadline. The executor survives any program; a dead worker is replaced.
 
 Bad input (a syntax error, no `f`, a non-literal input, binary garbage, a huge program) gives
 `ok=False` with an error string; nothing here raises into the trainer for such input.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import logging
 import os
 import shutil
 import threading
@@ -46,6 +48,9 @@ AZR_BANNED_IMPORTS = (
 )
 _WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
 _SLACK_S = 5.0  # the worker enforces the deadline; the pool only catches a stuck worker
+_FS_VIEWS = ("auto", "landlock", "none")
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()  # fs-view problems already logged by this process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,15 +95,22 @@ class SandboxPool:
 
     def __init__(self, num_workers: int | None = None, *, memory_mb: int = 1024,
                  max_output_chars: int = 100_000, max_stdout_chars: int = 4096,
-                 max_tasks_per_worker: int = 1_000_000, audit_hook: bool = True) -> None:
+                 max_tasks_per_worker: int = 1_000_000, audit_hook: bool = True,
+                 fs_view: str = "auto") -> None:
         """`audit_hook=False` leaves out the in-interpreter layer (the audit hook and the
-        import bans it enforces); tests use it to show the OS layers hold on their own."""
+        import bans it enforces); tests use it to show the OS layers hold on their own.
+        `fs_view` is for tests too: "auto" (the mount view where root allows, plus Landlock
+        where the kernel has it), "landlock" (Landlock alone, what a non-root user gets) or
+        "none" (no filesystem view: programs can read every world-readable host file)."""
+        if fs_view not in _FS_VIEWS:
+            raise ValueError(f"fs_view must be one of {_FS_VIEWS}, got {fs_view!r}")
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
         self.max_stdout_chars = max_stdout_chars
         self._pool = _pool.WorkerPool(
             _pool.python_argv(_WORKER_SCRIPT) + [str(os.getpid())]
-            + ([] if audit_hook else ["--no-audit-hook"]),
+            + ([] if audit_hook else ["--no-audit-hook"])
+            + ([] if fs_view == "auto" else [f"--fs-view={fs_view}"]),
             num_workers=num_workers or min(2 * (os.cpu_count() or 1), 64),
             max_tasks_per_worker=max_tasks_per_worker)
         self._scratch_dirs: set[str] = set()
@@ -121,6 +133,16 @@ class SandboxPool:
         for h in hellos:
             if h and not h.get("private_tmp") and h.get("scratch_base"):
                 self._scratch_dirs.add(h["scratch_base"])
+            layers = (h or {}).get("layers") or {}
+            detail = str(layers.get("fs_view_detail") or "unavailable")
+            if "fs_view" not in layers or detail in _warned:
+                continue
+            if not layers["fs_view"]:
+                _warned.add(detail)
+                _log.warning("sandbox: no filesystem view for sandboxed programs (%s)", detail)
+            elif not layers.get("fs_view_mount"):
+                _warned.add(detail)
+                _log.info("sandbox: partial filesystem view (%s)", detail)
 
     def _cleanup_scratch(self, hello) -> None:
         if hello and not hello.get("private_tmp") and hello.get("scratch_base"):
