@@ -54,9 +54,26 @@ def rloo(rewards, group_ids) -> jax.Array:
     return jnp.where(count > 1, adv, r)
 
 
-def reinforce_pp(rewards, bucket_ids, *, eps: float = 1e-6, ddof: int = 0) -> jax.Array:
-    """REINFORCE++ whitening within buckets (one bucket for the global baseline)."""
-    return grpo(rewards, bucket_ids, eps=eps, ddof=ddof)
+def reinforce_pp(rewards, bucket_ids, *, eps: float = 1e-6, ddof: int = 0, weights=None) -> jax.Array:
+    """REINFORCE++ whitening within buckets (one bucket for the global baseline).
+
+    With `weights` (each sample's response length), mean and variance are token-weighted:
+    A = (r - mu_b) / sqrt(var_b + eps), mu_b = sum_b(w r) / sum_b(w), var_b = sum_b(w (r - mu_b)^2)
+    / sum_b(w): veRL's masked whitening over every response token of the bucket (AZR's TRR++, whose
+    reward sits on the last token and is returned to every token with gamma = 1).
+    """
+    if weights is None:
+        return grpo(rewards, bucket_ids, eps=eps, ddof=ddof)
+    r = jnp.asarray(rewards, jnp.float32)
+    w = jnp.asarray(weights, jnp.float32)
+    b = jnp.asarray(bucket_ids)
+    if w.shape != r.shape or b.shape != r.shape:
+        raise ValueError(f"rewards, bucket ids and weights must all be [N], got {r.shape}, {b.shape}, {w.shape}")
+    same = (b[:, None] == b[None, :]).astype(jnp.float32)
+    wsum = jnp.maximum(same @ w, 1e-12)
+    mean = same @ (w * r) / wsum
+    var = jnp.sum(same * w[None, :] * jnp.square(r[None, :] - mean[:, None]), axis=1) / wsum
+    return (r - mean) / jnp.sqrt(var + eps)
 
 
 def bucket_ids(*keys) -> jax.Array:

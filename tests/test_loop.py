@@ -1,0 +1,126 @@
+"""The self-play loop on a test double game and random tiny models: metrics rows, checkpoints,
+resume, roles that do not train, a step with nothing to train, a workdir of another run."""
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import letters_game  # noqa: E402
+
+from zeroplay import loop, runconfig  # noqa: E402
+from zeroplay.checkpoint import Checkpointer  # noqa: E402
+from zeroplay.games import GAMES  # noqa: E402
+
+GAMES["letters"] = "letters_game"
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _params(workdir, step, name):
+    """The policy's saved state as leaves ordered by their key paths."""
+    trees, _ = Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False).restore(
+        step, names=[f"policy/{name}"])
+    return _by_path(trees[f"policy/{name}"])
+
+
+def _by_path(tree):
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    key = lambda kv: "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in kv[0])
+    return [v for _, v in sorted(flat, key=key)]
+
+
+def _equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("letters"))
+    rows = loop.run(runconfig.parse(letters_game.tiny_config(steps=2)), workdir, log=lambda s: None)
+    return workdir, rows
+
+
+def test_two_steps_write_metrics_and_checkpoints(two_steps):
+    workdir, rows = two_steps
+    assert [r["step"] for r in rows] == [1, 2]
+    assert _rows(workdir) == json.loads(json.dumps(rows))
+    for r in rows:
+        for key in ("time/step", "time/sample", "time/sample/solver", "time/sample/proposer", "time/train",
+                    "time/train/coach", "time/train/player", "time/checkpoint", "solver/reward_mean",
+                    "proposer/reward_mean", "solver/response_length", "solver/entropy", "player/clip_frac",
+                    "player/kl", "coach/loss"):
+            assert key in r, key
+        assert r["coach/trained"] == r["player/trained"] == 1.0
+        assert r["time/step"] >= r["time/sample"] + r["time/train"]
+    assert Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False).all_steps()[-1] == 2
+    # Each policy moved away from its initial params (rewards vary, so advantages do).
+    assert rows[0]["player/advantage_abs_mean"] > 0
+    assert not _equal(_params(workdir, 1, "player"), _params(workdir, 2, "player"))
+
+
+def test_resume_continues_without_redoing_a_step(two_steps, tmp_path):
+    workdir, rows = two_steps
+    more = loop.run(runconfig.parse(letters_game.tiny_config(steps=3)), workdir, log=lambda s: None)
+    assert [r["step"] for r in more] == [3]
+    assert [r["step"] for r in _rows(workdir)] == [1, 2, 3]
+    again = loop.run(runconfig.parse(letters_game.tiny_config(steps=3)), workdir, log=lambda s: None)
+    assert again == []
+    # The same three steps in one go give the same numbers (host RNG and sampler keys restored).
+    fresh = loop.run(runconfig.parse(letters_game.tiny_config(steps=3)), str(tmp_path), log=lambda s: None)
+    strip = lambda r: {k: v for k, v in r.items() if not k.startswith("time/")}
+    assert [strip(r) for r in fresh] == [strip(r) for r in _rows(workdir)]
+    assert _equal(_params(workdir, 3, "player"), _params(str(tmp_path), 3, "player"))
+
+
+def test_workdir_of_another_config_is_one_clear_error(two_steps):
+    workdir, _ = two_steps
+    with pytest.raises(loop.RunFolderError, match="another config"):
+        loop.run(runconfig.parse(letters_game.tiny_config(steps=5, prompts=3)), workdir, log=lambda s: None)
+
+
+def _one_device(d):
+    d["mesh"] = {"data": 1, "fsdp": 1, "tensor": 1}
+    return d
+
+
+def test_roles_that_do_not_train_keep_their_policy_bitwise(tmp_path):
+    cfg = runconfig.parse(_one_device(letters_game.tiny_config(steps=1, solver_only_even_steps=True)))
+    rows = loop.run(cfg, str(tmp_path), log=lambda s: None)
+    assert rows[0]["player/trained"] == 0.0 and rows[0]["coach/trained"] == 1.0
+    # The player's params and optimizer state are the untouched initial ones.
+    player = loop.build_policies(cfg, loop.run_mesh(cfg))["player"]
+    import dataclasses
+
+    init = {f.name: getattr(player.state, f.name) for f in dataclasses.fields(player.state)}
+    assert _equal(_params(str(tmp_path), 1, "player"), _by_path(init))
+
+
+def test_a_step_with_nothing_to_train_is_logged_and_skipped(tmp_path):
+    rows = loop.run(runconfig.parse(_one_device(letters_game.tiny_config(steps=1, filter_all=True))), str(tmp_path),
+                    log=lambda s: None)
+    assert rows[0]["episodes_kept"] == 0
+    assert rows[0]["player/no_trainable_episodes"] == 1.0 and rows[0]["player/trained"] == 0.0
+
+
+def test_batch_layout():
+    from zeroplay.games import Completion, Episode
+
+    eps = [Episode("solver", [5, 6, 7], Completion([8, 9], np.array([-1.0, -2.0], np.float32), "", True), 1.0, "b"),
+           Episode("solver", [5], Completion([4, 3, 2], np.array([-3.0, -4.0, -5.0], np.float32), "", False), 0.0, "b")]
+    b = loop.build_batch(eps, np.array([0.5, -0.5]), pad_id=0, row_multiple=4, len_multiple=8)
+    assert b["tokens"].shape == (4, 8)
+    np.testing.assert_array_equal(b["tokens"][0], [5, 6, 7, 8, 9, 0, 0, 0])
+    np.testing.assert_array_equal(b["tokens"][1], [0, 0, 5, 4, 3, 2, 0, 0])
+    np.testing.assert_array_equal(b["positions"][1], [0, 0, 0, 1, 2, 3, 3, 3])
+    np.testing.assert_array_equal(b["loss_mask"][1], [0, 0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(b["sampler_logprobs"][0], [0, 0, 0, -1, -2, 0, 0, 0])
+    np.testing.assert_array_equal(b["row_mask"], [1, 1, 0, 0])
+    np.testing.assert_array_equal(b["advantages"], [0.5, -0.5, 0, 0])
+    assert b["loss_mask"][2:].sum() == 0 and b["attention_mask"][2:].sum() == 0

@@ -1,0 +1,486 @@
+"""The self-play loop: one host-side Python loop that runs any game (`zeroplay/games`).
+
+Read top to bottom, one step is:
+
+    for phase in game.phases(state, step):
+        requests = game.requests(phase, state, ctx)                      # prompts, per role
+        rollouts = sample each role's requests with its policy's live params (no copy)
+        state, episodes, metrics = game.score(phase, requests, rollouts, state, ctx)
+                                   # verify in the host pools, rewards, nested samples
+    episodes = game.filter(episodes)
+    for each policy whose roles game.trains(step):
+        advantages = game.estimator within each bucket (zeroplay.rl.advantages)
+        policy state = one jitted train step (micro-batches, reference KL where configured)
+    metrics.jsonl row, checkpoint (policies, references, game state, host RNG), evaluation hook
+
+Runs resume by themselves from the latest checkpoint in the workdir (`run`); SIGINT / SIGTERM
+finish the step in flight, save and return; a SIGKILL loses at most the steps since the last
+checkpoint. Randomness: the sampler's key is a function of (seed, step, call), the host's
+numpy Generator is checkpointed, so a resumed run repeats an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zeroplay.checkpoint import Checkpointer, abstract_like, trim_jsonl
+from zeroplay.games import Completion, Context, Episode, Request, Sampling, make_game
+from zeroplay.games.base import Game
+from zeroplay.parallel.placement import batch_divisor
+from zeroplay.rl import advantages as adv_lib
+from zeroplay.rl.train_step import create_state, make_train_step
+from zeroplay.runconfig import ConfigError, RunConfig
+
+
+class RunFolderError(ValueError):
+    """The workdir holds a run this config cannot continue (one line)."""
+
+
+# -- policies -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PolicyRuntime:
+    """One trained policy: its model, live state (params + optimizer), frozen reference."""
+    name: str
+    model: Any  # zeroplay.models.Decoder
+    state: Any  # zeroplay.rl.PolicyState
+    reference: Any  # params or None (kl_coef == 0)
+    train_step: Callable
+    spec: Any  # runconfig.PolicySpec
+
+
+def _load_model(spec, seed: int, mesh, rules):
+    from zeroplay.models import ModelConfig, init_params, load_pretrained
+    from zeroplay.parallel.placement import model_param_shardings
+
+    m = spec.model
+    if m.name == "random":
+        mcfg = ModelConfig(**m.shape, dtype=jnp.dtype(m.dtype), param_dtype=jnp.dtype(m.param_dtype),
+                           scan_layers=m.scan_layers, remat=m.remat)
+        model, params = init_params(mcfg, jax.random.PRNGKey(seed))
+        return model, jax.device_put(params, model_param_shardings(params, mcfg, mesh, rules))
+    model, params = load_pretrained(m.name, dtype=jnp.dtype(m.dtype), param_dtype=jnp.dtype(m.param_dtype),
+                                    scan_layers=m.scan_layers, remat=m.remat, mesh=mesh, rules=rules)
+    if m.shape:
+        wrong = {k: (v, getattr(model.cfg, k)) for k, v in m.shape.items() if getattr(model.cfg, k, v) != v}
+        if wrong:
+            raise ConfigError(f"model {m.name} does not have the configured shape: {wrong} (configured, loaded)")
+    return model, params
+
+
+def load_tokenizer_for(spec):
+    if spec.model.tokenizer == "byte":
+        from zeroplay.models.byte_tokenizer import byte_tokenizer
+
+        return byte_tokenizer()
+    if spec.model.name == "random":
+        raise ConfigError("a random model needs model.tokenizer='byte'")
+    from zeroplay.models import load_tokenizer
+
+    return load_tokenizer(spec.model.tokenizer or spec.model.name)
+
+
+def run_mesh(cfg: RunConfig):
+    """The config's mesh; a fully specified mesh smaller than the process's devices takes the first
+    ones (e.g. `mesh.fsdp=1` under 8 simulated CPU devices)."""
+    from zeroplay.parallel import mesh_from_config
+
+    sizes = [int(v) for v in cfg.mesh.values()]
+    if -1 not in sizes and math.prod(sizes) < jax.device_count() and jax.process_count() == 1:
+        return mesh_from_config(dict(cfg.mesh), devices=jax.devices()[:math.prod(sizes)])
+    return mesh_from_config(dict(cfg.mesh))
+
+
+def build_policies(cfg: RunConfig, mesh) -> dict[str, PolicyRuntime]:
+    out = {}
+    for i, (name, spec) in enumerate(cfg.policies.items()):
+        model, params = _load_model(spec, cfg.seed + i, mesh, cfg.rules)
+        state = create_state(params, spec.train, model.cfg, mesh, cfg.rules)
+        reference = params if spec.train.needs_reference else None
+        del params
+        step = make_train_step(model, spec.train, mesh=mesh if mesh.size > 1 else None, rules=cfg.rules)
+        out[name] = PolicyRuntime(name, model, state, reference, step, spec)
+    return out
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+class StageTimer:
+    """Seconds per stage within a step; `with timer("verify"):`. Nested stages are excluded from
+    their parent (a game's nested sampling inside "score" counts as sampling, not scoring)."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._stack: list[list] = []
+        self._on_stage = on_stage
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        if self._on_stage:
+            self._on_stage(stage)
+        frame = [stage, time.perf_counter(), 0.0]  # name, start, time spent in nested stages
+        self._stack.append(frame)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            total = time.perf_counter() - frame[1]
+            self.seconds[stage] += total - frame[2]
+            if self._stack:
+                self._stack[-1][2] += total
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"time/{k}": v for k, v in self.seconds.items()}
+        for group in ("sample", "train"):
+            parts = [v for k, v in self.seconds.items() if k.startswith(group + "/")]
+            if parts:
+                out[f"time/{group}"] = sum(parts)
+        return out
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+def eos_ids(tokenizer) -> tuple[int, ...]:
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+        if t in vocab:
+            ids.add(vocab[t])
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+class Sampler:
+    """`ctx.sample` for a game: one role's prompts through its policy's live params, in chunks of
+    `loop.sample_batch` prompts. The key of call c at step s is fold_in(fold_in(seed, s), c)."""
+
+    def __init__(self, cfg: RunConfig, policies: dict[str, PolicyRuntime], tokenizer, mesh, timer: StageTimer):
+        self.cfg, self.policies, self.tok, self.mesh, self.timer = cfg, policies, tokenizer, mesh, timer
+        self.eos = eos_ids(tokenizer)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.step, self.calls = 0, 0
+
+    def resolve(self, role: str, sampling: Sampling | None):
+        spec = self.cfg.policies[self.cfg.roles[role]].sampling
+        s = sampling or Sampling()
+        pick = lambda v, d: d if v is None else v
+        return (pick(s.temperature, spec.temperature), pick(s.top_p, spec.top_p), pick(s.top_k, spec.top_k),
+                pick(s.max_new_tokens, spec.max_new_tokens))
+
+    def __call__(self, role: str, prompts: Sequence[Sequence[int]], n: int = 1,
+                 sampling: Sampling | None = None) -> list[list[Completion]]:
+        from zeroplay.sampling import generate
+
+        if not prompts:
+            return []
+        policy = self.policies[self.cfg.roles[role]]
+        temperature, top_p, top_k, max_new = self.resolve(role, sampling)
+        cap = policy.spec.sampling.max_prompt_tokens
+        prompts = [list(p)[-cap:] for p in prompts]
+        chunk = max(1, self.cfg.loop.sample_batch // max(n, 1))
+        out: list[list[Completion]] = []
+        with self.timer(f"sample/{role}"):
+            for lo in range(0, len(prompts), chunk):
+                key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), self.step),
+                                         self.calls)
+                self.calls += 1
+                res = generate(policy.model, policy.state.params, prompts[lo:lo + chunk], max_new_tokens=max_new,
+                               num_samples=n, temperature=temperature, top_p=top_p, top_k=top_k,
+                               eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
+                               mesh=self.mesh if self.mesh.size > 1 else None, rules=self.cfg.rules)
+                for i in range(res.tokens.shape[0]):
+                    row = []
+                    for g in range(n):
+                        k = int(res.lengths[i, g])
+                        toks = [int(t) for t in res.tokens[i, g, :k]]
+                        row.append(Completion(tokens=toks, logprobs=np.asarray(res.logprobs[i, g, :k], np.float32),
+                                              text=self.tok.decode(toks, skip_special_tokens=True),
+                                              finished=bool(k and toks[-1] in self.eos)))
+                    out.append(row)
+        return out
+
+
+# -- training batches ---------------------------------------------------------------------------
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def build_batch(episodes: Sequence[Episode], advantages: np.ndarray, *, pad_id: int, row_multiple: int,
+                len_multiple: int, max_len: int | None = None) -> dict[str, np.ndarray]:
+    """The train step's batch: prompts left-padded to a common length, completions after them,
+    rows and length padded to static multiples (padding rows have row_mask 0 and no loss)."""
+    p_len = max(len(e.prompt) for e in episodes)
+    c_len = max(len(e.completion.tokens) for e in episodes)
+    t = _round_up(p_len + c_len, len_multiple)
+    if max_len is not None:
+        t = max(min(t, max_len), p_len + c_len)
+    b = _round_up(len(episodes), row_multiple)
+    tokens = np.full((b, t), pad_id, np.int32)
+    attn = np.zeros((b, t), np.int32)
+    loss_mask = np.zeros((b, t), np.float32)
+    sampler_lp = np.zeros((b, t), np.float32)
+    adv = np.zeros((b,), np.float32)
+    row_mask = np.zeros((b,), np.float32)
+    for i, (e, a) in enumerate(zip(episodes, advantages)):
+        p, c = e.prompt, e.completion.tokens
+        tokens[i, p_len - len(p):p_len] = p
+        tokens[i, p_len:p_len + len(c)] = c
+        attn[i, p_len - len(p):p_len + len(c)] = 1
+        loss_mask[i, p_len:p_len + len(c)] = 1.0
+        sampler_lp[i, p_len:p_len + len(c)] = e.completion.logprobs
+        adv[i], row_mask[i] = a, 1.0
+    positions = np.maximum(np.cumsum(attn, axis=1) - 1, 0).astype(np.int32)
+    return {"tokens": tokens, "positions": positions, "attention_mask": attn, "loss_mask": loss_mask,
+            "sampler_logprobs": sampler_lp, "advantages": adv, "row_mask": row_mask}
+
+
+def compute_advantages(game: Game, episodes: Sequence[Episode]) -> np.ndarray:
+    """The game's estimator within each bucket, over the episodes of one update."""
+    names = {b: i for i, b in enumerate(dict.fromkeys(e.bucket for e in episodes))}
+    rewards = jnp.asarray([e.reward for e in episodes], jnp.float32)
+    buckets = jnp.asarray([names[e.bucket] for e in episodes], jnp.int32)
+    kw = dict(game.estimator_kwargs)
+    if kw.pop("token_weighted", False):
+        kw["weights"] = jnp.asarray([len(e.completion.tokens) for e in episodes], jnp.float32)
+    return np.asarray(adv_lib.compute(game.estimator, rewards, buckets, **kw), np.float32)
+
+
+def _floats(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        v = np.asarray(v)
+        if v.size == 1:
+            out[prefix + k] = float(v)
+    return out
+
+
+def train_policies(game: Game, policies: dict[str, PolicyRuntime], cfg: RunConfig, episodes: list[Episode],
+                   step: int, pad_id: int, timer: StageTimer, mesh) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    training = set(game.trains(step))
+    for name, pol in policies.items():
+        roles = [r for r, p in cfg.roles.items() if p == name and r in training]
+        eps = [e for e in episodes if e.role in roles]
+        metrics[f"{name}/trained"] = 0.0
+        if not roles:
+            continue
+        if not eps:  # everything filtered: logged, never a crash
+            metrics[f"{name}/no_trainable_episodes"] = 1.0
+            continue
+        advantages = compute_advantages(game, eps)
+        rows = math.lcm(cfg.loop.train_row_multiple, batch_divisor(mesh, cfg.rules),
+                        pol.spec.train.micro_batch or 1)
+        batch = build_batch(eps, advantages, pad_id=pad_id, row_multiple=rows,
+                            len_multiple=cfg.loop.train_len_multiple)
+        if pol.spec.train.tis_cap is None:
+            batch.pop("sampler_logprobs")
+        with timer(f"train/{name}"):
+            if pol.reference is not None:
+                pol.state, m = pol.train_step(pol.state, batch, pol.reference)
+            else:
+                pol.state, m = pol.train_step(pol.state, batch)
+            m = jax.device_get(m)
+        metrics.update(_floats(m, f"{name}/"))
+        metrics[f"{name}/trained"] = 1.0
+        metrics[f"{name}/advantage_abs_mean"] = float(np.mean(np.abs(advantages)))
+    return metrics
+
+
+def role_metrics(episodes: Sequence[Episode], roles: Sequence[str]) -> dict[str, float]:
+    """Per role: reward mean, response length, and the sampled tokens' mean negative logprob (a
+    Monte Carlo estimate of the per-token entropy when sampling at temperature 1)."""
+    out = {}
+    for role in roles:
+        eps = [e for e in episodes if e.role == role]
+        out[f"{role}/episodes"] = float(len(eps))
+        if not eps:
+            continue
+        out[f"{role}/reward_mean"] = float(np.mean([e.reward for e in eps]))
+        out[f"{role}/response_length"] = float(np.mean([len(e.completion.tokens) for e in eps]))
+        lp = np.concatenate([e.completion.logprobs for e in eps])
+        out[f"{role}/entropy"] = float(-lp.mean()) if lp.size else 0.0
+        out[f"{role}/truncated_rate"] = float(np.mean([not e.completion.finished for e in eps]))
+    return out
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+def _trees(policies: dict[str, PolicyRuntime]) -> dict[str, Any]:
+    trees = {f"policy/{n}": p.state for n, p in policies.items()}
+    trees.update({f"reference/{n}": p.reference for n, p in policies.items() if p.reference is not None})
+    return trees
+
+
+def _save(ckpt: Checkpointer, step: int, policies, game_state, rng: np.random.Generator, cfg: RunConfig,
+          force: bool = False) -> None:
+    host = {"game": game_state, "rng": json.dumps(rng.bit_generator.state), "fingerprint": cfg.fingerprint(),
+            "game_name": cfg.game_name, "step": step}
+    ckpt.save(step, _trees(policies), host, force=force)
+
+
+def _restore(ckpt: Checkpointer, policies, cfg: RunConfig):
+    step = ckpt.latest_step()
+    _, host = ckpt.restore(step, names=[])
+    if host.get("fingerprint") != cfg.fingerprint():
+        raise RunFolderError(f"{ckpt.directory} holds a run of another config (game {host.get('game_name')!r}, "
+                             f"fingerprint {host.get('fingerprint')} != {cfg.fingerprint()}); use a new --workdir")
+    trees, host = ckpt.restore(step, targets={k: abstract_like(v) for k, v in _trees(policies).items()})
+    for n, p in policies.items():
+        p.state = trees[f"policy/{n}"]
+        if p.reference is not None:
+            p.reference = trees[f"reference/{n}"]
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = json.loads(host["rng"])
+    return step, host["game"], rng
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+class _Signals:
+    """SIGINT / SIGTERM: finish the step in flight, save, return. A second SIGINT interrupts."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop = True
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, handler)
+            except ValueError:  # not the main thread: no handlers
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dict] | None = None,
+        sample_fn=None, log: Callable[[str], None] = print) -> list[dict]:
+    """Run (or resume) `cfg` in `workdir` up to `cfg.steps`; returns this call's metrics rows.
+
+    evaluator(step, ctx) -> {benchmark: accuracy}: the periodic evaluation hook (every
+    `loop.eval_every` steps, rows `eval/<name>`). sample_fn replaces the sampler (test doubles).
+    """
+    from tqdm import tqdm
+
+    os.makedirs(workdir, exist_ok=True)
+    mesh = run_mesh(cfg)
+    game = make_game(cfg.game_name, dataclasses.asdict(cfg.game))
+    policies = build_policies(cfg, mesh)
+    tokenizer = load_tokenizer_for(next(iter(cfg.policies.values())))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.loop.keep_checkpoints,
+                        save_interval_steps=1, async_save=cfg.loop.async_checkpoint)
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(cfg.raw, f, indent=1, default=str)
+
+    bar = tqdm(total=cfg.steps, disable=not cfg.loop.progress, dynamic_ncols=True, unit="step")
+    stage = {"name": "setup", "reward": float("nan")}
+
+    def on_stage(name):
+        stage["name"] = name
+        bar.set_postfix_str(f"{name} | last reward {stage['reward']:.3f}", refresh=True)
+
+    timer = StageTimer(on_stage)
+    sampler = Sampler(cfg, policies, tokenizer, mesh, timer)
+    sample = sample_fn or sampler
+
+    def context(step: int, rng) -> Context:
+        sampler.step, sampler.calls = step, 0
+        return Context(sample=sample, encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
+                       decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), rng=rng,
+                       step=step, timer=timer, chat=_chat_fn(tokenizer))
+
+    start = ckpt.latest_step()
+    if start is not None:
+        start, game_state, rng = _restore(ckpt, policies, cfg)
+        trim_jsonl(metrics_path, start)
+        log(f"resumed from step {start} in {workdir}")
+    else:
+        start, rng = 0, np.random.Generator(np.random.PCG64(cfg.seed))
+        if os.path.exists(metrics_path):
+            os.remove(metrics_path)
+        with timer("init"):
+            game_state = game.init_state(context(0, rng))
+    bar.update(start)
+    rows = []
+    try:
+        with _Signals() as signals:
+            for step in range(start + 1, cfg.steps + 1):
+                timer.seconds.clear()
+                t0 = time.perf_counter()
+                ctx = context(step, rng)
+                episodes, metrics = [], {}
+                for phase in game.phases(game_state, step):
+                    with timer("prompts"):
+                        requests = game.requests(phase, game_state, ctx)
+                    rollouts = sample_requests(requests, sample)
+                    with timer("score"):
+                        game_state, eps, m = game.score(phase, requests, rollouts, game_state, ctx)
+                    episodes += eps
+                    metrics.update(m)
+                metrics.update(role_metrics(episodes, game.roles))
+                kept = game.filter(episodes)
+                metrics["episodes_kept"] = float(len(kept))
+                metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh))
+                if cfg.loop.eval_every and evaluator is not None and step % cfg.loop.eval_every == 0:
+                    with timer("eval"):
+                        metrics.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})
+                last = step == cfg.steps or signals.stop
+                if step % cfg.loop.checkpoint_every == 0 or last:
+                    with timer("checkpoint"):
+                        _save(ckpt, step, policies, game_state, rng, cfg, force=True)
+                row = {"step": step, **metrics, **timer.metrics(), "time/step": time.perf_counter() - t0}
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                rewards = [v for k, v in metrics.items() if k.endswith("/reward_mean")]
+                stage["reward"] = float(np.mean(rewards)) if rewards else float("nan")
+                bar.update(1)
+                on_stage("done")
+                if signals.stop:
+                    log(f"stopped by a signal after step {step}; checkpoint saved, rerun the command to resume")
+                    break
+    finally:
+        ckpt.close()
+        bar.close()
+    return rows
+
+
+def sample_requests(requests: Sequence[Request], sample) -> list[list[Completion]]:
+    """Every request sampled: one sampler call per (role, n), prompts in request order."""
+    out: list = [None] * len(requests)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(requests):
+        groups[(r.role, r.n)].append(i)
+    for (role, n), idx in groups.items():
+        for i, comps in zip(idx, sample(role, [requests[i].prompt for i in idx], n, None)):
+            out[i] = comps
+    return out
+
+
+def _chat_fn(tokenizer):
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    from zeroplay.sampling import chat_prompts
+
+    return lambda text: chat_prompts(tokenizer, [text])[0]
