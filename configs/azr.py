@@ -63,7 +63,8 @@ def get_config(arg=None):
         c.policies.policy.model.tokenizer = "byte"
         c.policies.policy.train.lr = 1e-3
         c.policies.policy.sampling.max_new_tokens = 32
-        c.policies.policy.sampling.max_prompt_tokens = 1024
+        # Byte tokens: AZR's propose prompts are ~3000 of them; the tiny model sees their last 512.
+        c.policies.policy.sampling.max_prompt_tokens = 512
         c.game.learnability_samples = 2
         c.game.seed_size = 2
         c.game.seed_max_rounds = 1

@@ -408,7 +408,8 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
         sampler.step, sampler.calls = step, 0
         return Context(sample=sample, encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
                        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), rng=rng,
-                       step=step, timer=timer, chat=_chat_fn(tokenizer))
+                       step=step, timer=timer, chat=_chat_fn(tokenizer),
+                       sampling_of=lambda role: Sampling(*sampler.resolve(role, None)))
 
     start = ckpt.latest_step()
     if start is not None:
@@ -433,7 +434,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 for phase in game.phases(game_state, step):
                     with timer("prompts"):
                         requests = game.requests(phase, game_state, ctx)
-                    rollouts = sample_requests(requests, sample)
+                    rollouts = sample_requests(requests, sample, cfg)
                     with timer("score"):
                         game_state, eps, m = game.score(phase, requests, rollouts, game_state, ctx)
                     episodes += eps
@@ -466,11 +467,16 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     return rows
 
 
-def sample_requests(requests: Sequence[Request], sample) -> list[list[Completion]]:
-    """Every request sampled: one sampler call per (role, n), prompts in request order."""
+def sample_requests(requests: Sequence[Request], sample, cfg: RunConfig) -> list[list[Completion]]:
+    """Every request sampled: one sampler call per (role, n), prompts in request order. A prompt
+    longer than its policy's `sampling.max_prompt_tokens` is cut from the left here, in the
+    request itself, so that the episode trains on exactly the prompt that was sampled."""
     out: list = [None] * len(requests)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
+        cap = cfg.policies[cfg.roles[r.role]].sampling.max_prompt_tokens
+        if len(r.prompt) > cap:
+            r.prompt = list(r.prompt)[-cap:]
         groups[(r.role, r.n)].append(i)
     for (role, n), idx in groups.items():
         for i, comps in zip(idx, sample(role, [requests[i].prompt for i in idx], n, None)):

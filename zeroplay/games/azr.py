@@ -56,8 +56,8 @@ class Settings:
     learnability_samples: int = 8       # `n_samples`: solver samples per valid proposal
     # The learnability estimate must be sampled (methods.md pitfall: reference master passes
     # `validate=True`, which newer veRL turns into greedy decoding, so all 8 samples agree and
-    # s in {0, 1}). Set it to the solver's sampling temperature (AZR: 1.0 for every role).
-    learnability_temperature: float = 1.0
+    # s in {0, 1}). None: the solver's configured sampling temperature (AZR: 1.0 for every role).
+    learnability_temperature: float | None = None
     induction_inputs: int = 10          # `num_inputs` an induction proposal must give
     induction_shown: int = 5            # shown to the solver (reference: N // 2); rest hidden
     buffer_cap: int = 16384             # `max_programs`; truncation keeps the FIRST entries
@@ -81,7 +81,7 @@ class Settings:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"azr tasks must be distinct names from {TASKS}, got {self.tasks}")
-        if not (self.learnability_temperature and self.learnability_temperature > 0):
+        if self.learnability_temperature is not None and not self.learnability_temperature > 0:
             raise ValueError(
                 "azr learnability_temperature must be > 0: the solve-rate estimate has to be "
                 "sampled, greedy decoding makes every sample agree (s in {0, 1}, reward 0); got "
@@ -552,10 +552,13 @@ class AZRGame(Game):
         s = self.settings
         if not prompts:
             return []
-        if not (s.learnability_temperature and s.learnability_temperature > 0):
-            raise ValueError("AZR's learnability samples must not be greedy (temperature > 0)")
-        got = ctx.sample("solver", prompts, s.learnability_samples,
-                         Sampling(temperature=float(s.learnability_temperature)))
+        temperature = s.learnability_temperature
+        if temperature is None:
+            temperature = ctx.sampling_of("solver").temperature if ctx.sampling_of else 1.0
+        if not temperature > 0:
+            raise ValueError("AZR's learnability samples must not be greedy: the solver's sampling "
+                             f"temperature is {temperature}; set game.learnability_temperature > 0")
+        got = ctx.sample("solver", prompts, s.learnability_samples, Sampling(temperature=float(temperature)))
         if len(got) != len(prompts):
             raise ValueError(f"sampler returned {len(got)} groups for {len(prompts)} prompts")
         return got

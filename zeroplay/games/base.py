@@ -79,6 +79,7 @@ class Context:
     step: int
     timer: Any = None  # zeroplay.loop.StageTimer: `with ctx.timer("verify"):` (None: untimed)
     chat: Callable[[str], list[int]] | None = None  # the tokenizer's chat template, when it has one
+    sampling_of: Callable[[str], Sampling] | None = None  # a role's configured sampling settings
 
     def timed(self, stage: str):
         import contextlib
