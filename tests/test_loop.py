@@ -102,11 +102,19 @@ def test_roles_that_do_not_train_keep_their_policy_bitwise(tmp_path):
     assert _equal(_params(str(tmp_path), 1, "player"), _by_path(init))
 
 
-def test_a_step_with_nothing_to_train_is_logged_and_skipped(tmp_path):
-    rows = loop.run(runconfig.parse(_one_device(letters_game.tiny_config(steps=1, filter_all=True))), str(tmp_path),
-                    log=lambda s: None)
+def test_a_step_with_nothing_to_train_is_logged_and_skipped_and_the_eval_hook_runs(tmp_path):
+    d = _one_device(letters_game.tiny_config(steps=2, filter_all=True))
+    d["loop"]["eval_every"] = 2
+    calls = []
+
+    def evaluator(step, ctx):
+        calls.append(step)
+        return {"letters": 0.25}
+
+    rows = loop.run(runconfig.parse(d), str(tmp_path), log=lambda s: None, evaluator=evaluator)
     assert rows[0]["episodes_kept"] == 0
     assert rows[0]["player/no_trainable_episodes"] == 1.0 and rows[0]["player/trained"] == 0.0
+    assert calls == [2] and "eval/letters" not in rows[0] and rows[1]["eval/letters"] == 0.25
 
 
 def test_batch_layout():
@@ -124,3 +132,22 @@ def test_batch_layout():
     np.testing.assert_array_equal(b["row_mask"], [1, 1, 0, 0])
     np.testing.assert_array_equal(b["advantages"], [0.5, -0.5, 0, 0])
     assert b["loss_mask"][2:].sum() == 0 and b["attention_mask"][2:].sum() == 0
+
+
+def test_teacher_role_samples_from_an_ema_teacher_that_is_checkpointed(tmp_path):
+    d = _one_device(letters_game.tiny_config(steps=2))
+    d["roles"] = {"proposer": "player@teacher", "solver": "player"}
+    del d["policies"]["coach"]
+    d["policies"]["player"]["teacher"] = {"ema_start": 0.5, "ema_end": 0.5}
+    rows = loop.run(runconfig.parse(d), str(tmp_path), log=lambda s: None)
+    assert [r["player/ema_rate"] for r in rows] == [0.5, 0.5]
+    assert rows[0]["proposer/episodes"] > 0 and "player@teacher/trained" not in rows[0]
+    ckpt = Checkpointer(os.path.join(str(tmp_path), "checkpoints"), async_save=False)
+    assert "teacher/player" in ckpt.tree_names(2)
+    # At step 2 the teacher moved halfway to the params that step 1 produced: t2 = (t1 + p1) / 2.
+    tree = lambda name, step: ckpt.restore(step, names=[name])[0][name]
+    t1, t2 = _by_path(tree("teacher/player", 1)), _by_path(tree("teacher/player", 2))
+    p1 = _by_path(tree("policy/player", 1)["params"])
+    assert len(t1) == len(p1) > 0
+    for a, b, c in zip(t2, t1, p1):
+        np.testing.assert_allclose(np.asarray(a), (np.asarray(b) + np.asarray(c)) / 2, rtol=1e-6, atol=1e-7)

@@ -55,9 +55,16 @@ class PolicyRuntime:
     name: str
     model: Any  # zeroplay.models.Decoder
     state: Any  # zeroplay.rl.PolicyState
-    reference: Any  # params or None (kl_coef == 0)
+    reference: Any  # params or None (kl_coef == 0, or the KL is taken to the teacher)
     train_step: Callable
     spec: Any  # runconfig.PolicySpec
+    teacher: Any = None  # EMA teacher params (policies.<name>.teacher), or None
+
+    @property
+    def ref_params(self):
+        if self.spec.train.needs_reference:
+            return self.teacher if self.spec.teacher is not None and self.spec.teacher.as_reference else self.reference
+        return None
 
 
 def _load_model(spec, seed: int, mesh, rules):
@@ -107,10 +114,12 @@ def build_policies(cfg: RunConfig, mesh) -> dict[str, PolicyRuntime]:
     for i, (name, spec) in enumerate(cfg.policies.items()):
         model, params = _load_model(spec, cfg.seed + i, mesh, cfg.rules)
         state = create_state(params, spec.train, model.cfg, mesh, cfg.rules)
-        reference = params if spec.train.needs_reference else None
+        teacher = jax.tree.map(jnp.copy, state.params) if spec.teacher is not None else None
+        as_ref = spec.teacher is not None and spec.teacher.as_reference
+        reference = params if spec.train.needs_reference and not as_ref else None
         del params
         step = make_train_step(model, spec.train, mesh=mesh if mesh.size > 1 else None, rules=cfg.rules)
-        out[name] = PolicyRuntime(name, model, state, reference, step, spec)
+        out[name] = PolicyRuntime(name, model, state, reference, step, spec, teacher)
     return out
 
 
@@ -171,7 +180,7 @@ class Sampler:
         self.step, self.calls = 0, 0
 
     def resolve(self, role: str, sampling: Sampling | None):
-        spec = self.cfg.policies[self.cfg.roles[role]].sampling
+        spec = self.cfg.policies[self.cfg.policy_of(role)].sampling
         s = sampling or Sampling()
         pick = lambda v, d: d if v is None else v
         return (pick(s.temperature, spec.temperature), pick(s.top_p, spec.top_p), pick(s.top_k, spec.top_k),
@@ -183,8 +192,10 @@ class Sampler:
 
         if not prompts:
             return []
-        policy = self.policies[self.cfg.roles[role]]
+        policy = self.policies[self.cfg.policy_of(role)]
+        params = policy.teacher if self.cfg.roles[role].endswith("@teacher") else policy.state.params
         temperature, top_p, top_k, max_new = self.resolve(role, sampling)
+        stats = {"token_stats": True} if sampling is not None and sampling.token_stats else {}
         cap = policy.spec.sampling.max_prompt_tokens
         prompts = [list(p)[-cap:] for p in prompts]
         chunk = max(1, self.cfg.loop.sample_batch // max(n, 1))
@@ -194,18 +205,20 @@ class Sampler:
                 key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), self.step),
                                          self.calls)
                 self.calls += 1
-                res = generate(policy.model, policy.state.params, prompts[lo:lo + chunk], max_new_tokens=max_new,
+                res = generate(policy.model, params, prompts[lo:lo + chunk], max_new_tokens=max_new,
                                num_samples=n, temperature=temperature, top_p=top_p, top_k=top_k,
                                eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
-                               mesh=self.mesh if self.mesh.size > 1 else None, rules=self.cfg.rules)
+                               mesh=self.mesh if self.mesh.size > 1 else None, rules=self.cfg.rules, **stats)
                 for i in range(res.tokens.shape[0]):
                     row = []
                     for g in range(n):
                         k = int(res.lengths[i, g])
                         toks = [int(t) for t in res.tokens[i, g, :k]]
+                        extra = {name: np.asarray(getattr(res, name)[i, g, :k], np.float32)
+                                 for name in ("entropy", "self_certainty") if stats}
                         row.append(Completion(tokens=toks, logprobs=np.asarray(res.logprobs[i, g, :k], np.float32),
                                               text=self.tok.decode(toks, skip_special_tokens=True),
-                                              finished=bool(k and toks[-1] in self.eos)))
+                                              finished=bool(k and toks[-1] in self.eos), **extra))
                     out.append(row)
         return out
 
@@ -286,8 +299,8 @@ def train_policies(game: Game, policies: dict[str, PolicyRuntime], cfg: RunConfi
         if pol.spec.train.tis_cap is None:
             batch.pop("sampler_logprobs")
         with timer(f"train/{name}"):
-            if pol.reference is not None:
-                pol.state, m = pol.train_step(pol.state, batch, pol.reference)
+            if pol.ref_params is not None:
+                pol.state, m = pol.train_step(pol.state, batch, pol.ref_params)
             else:
                 pol.state, m = pol.train_step(pol.state, batch)
             m = jax.device_get(m)
@@ -314,11 +327,27 @@ def role_metrics(episodes: Sequence[Episode], roles: Sequence[str]) -> dict[str,
     return out
 
 
+def update_teachers(policies: dict[str, PolicyRuntime], step: int, total_steps: int) -> dict[str, float]:
+    """The EMA teachers, before they sample at `step` (1-based): rate a_{step-1} of the cosine
+    schedule (zeroplay.rl.ema_rate) over the run's `steps`, from ema_start at the first step."""
+    from zeroplay.rl import ema_rate, ema_update
+
+    out = {}
+    for name, p in policies.items():
+        if p.teacher is None:
+            continue
+        rate = ema_rate(step - 1, total_steps, p.spec.teacher.ema_start, p.spec.teacher.ema_end)
+        p.teacher = ema_update(p.teacher, p.state.params, rate)
+        out[f"{name}/ema_rate"] = float(rate)
+    return out
+
+
 # -- checkpoints --------------------------------------------------------------------------------
 
 def _trees(policies: dict[str, PolicyRuntime]) -> dict[str, Any]:
     trees = {f"policy/{n}": p.state for n, p in policies.items()}
     trees.update({f"reference/{n}": p.reference for n, p in policies.items() if p.reference is not None})
+    trees.update({f"teacher/{n}": p.teacher for n, p in policies.items() if p.teacher is not None})
     return trees
 
 
@@ -340,6 +369,8 @@ def _restore(ckpt: Checkpointer, policies, cfg: RunConfig):
         p.state = trees[f"policy/{n}"]
         if p.reference is not None:
             p.reference = trees[f"reference/{n}"]
+        if p.teacher is not None:
+            p.teacher = trees[f"teacher/{n}"]
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = json.loads(host["rng"])
     return step, host["game"], rng
@@ -431,6 +462,8 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 t0 = time.perf_counter()
                 ctx = context(step, rng)
                 episodes, metrics = [], {}
+                with timer("teacher"):
+                    metrics.update(update_teachers(policies, step, cfg.steps))
                 for phase in game.phases(game_state, step):
                     with timer("prompts"):
                         requests = game.requests(phase, game_state, ctx)
@@ -474,7 +507,7 @@ def sample_requests(requests: Sequence[Request], sample, cfg: RunConfig) -> list
     out: list = [None] * len(requests)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
-        cap = cfg.policies[cfg.roles[r.role]].sampling.max_prompt_tokens
+        cap = cfg.policies[cfg.policy_of(r.role)].sampling.max_prompt_tokens
         if len(r.prompt) > cap:
             r.prompt = list(r.prompt)[-cap:]
         groups[(r.role, r.n)].append(i)

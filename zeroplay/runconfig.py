@@ -4,10 +4,12 @@ A config file (`configs/<name>.py`, `get_config(arg)` -> ConfigDict) has these s
 
     seed, steps                 top level; `--config.steps=N` sets the run length
     game                        `name` and the game's own settings (its `Settings` dataclass)
-    roles                       role -> policy name (AZR: both roles -> "policy")
+    roles                       role -> policy name (AZR: both roles -> "policy"), or
+                                "<policy>@teacher" for a role sampled from the policy's EMA teacher
     policies.<name>.model       which model: the embedded name, an HF folder, or "random" + `shape`
     policies.<name>.train       the update (zeroplay.rl.PolicyConfig: lr, kl_coef, clip, ...)
     policies.<name>.sampling    max_new_tokens, temperature, top_p, top_k, max_prompt_tokens
+    policies.<name>.teacher     optional EMA teacher (ema_start, ema_end, as_reference)
     loop                        checkpoint_every, keep_checkpoints, eval_every, sample_batch, ...
     verifiers                   worker counts and timeouts of the host pools
     mesh, rules                 device mesh shape and logical-axis rules (zeroplay.parallel)
@@ -91,10 +93,25 @@ class SamplingSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class TeacherSpec:
+    """An EMA teacher of the policy (Co-rewarding-II): theta_T <- (1 - a_k) theta_T + a_k theta,
+    a_k cosine from ema_start at step 0 to ema_end at the last step, updated before the teacher
+    samples, every step. A role mapped to "<policy>@teacher" samples with it and never trains."""
+    ema_start: float = 0.01
+    ema_end: float = 1e-5
+    as_reference: bool = True  # the policy's KL term (kl_coef > 0) is taken to the teacher
+
+    def __post_init__(self):
+        if not (0 <= self.ema_end <= 1 and 0 <= self.ema_start <= 1):
+            raise ValueError("ema_start and ema_end must lie in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
 class PolicySpec:
     model: ModelSpec
     train: PolicyConfig
     sampling: SamplingSpec
+    teacher: TeacherSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +151,8 @@ class RunConfig:
     raw: Mapping[str, Any]  # the config as a dict, for the run folder
 
     def policy_of(self, role: str) -> str:
-        return self.roles[role]
+        """The policy whose params (or EMA teacher, for "<policy>@teacher") the role samples with."""
+        return self.roles[role].partition("@")[0]
 
     def fingerprint(self) -> str:
         """What a resumed run must share with the run in its folder: everything but the run
@@ -176,9 +194,10 @@ def parse(cfg) -> RunConfig:
     policies = {}
     for pname, p in _as_dict(raw["policies"]).items():
         p = _as_dict(p)
-        extra = sorted(set(p) - {"model", "train", "sampling"})
+        extra = sorted(set(p) - {"model", "train", "sampling", "teacher"})
         if extra:
-            raise ConfigError(f"unknown config key policies.{pname}.{extra[0]}; a policy has model, train, sampling")
+            raise ConfigError(f"unknown config key policies.{pname}.{extra[0]}; a policy has model, train, "
+                              "sampling, teacher")
         train = _as_dict(p.get("train"))
         train.setdefault("total_steps", max(steps, 1))
         try:
@@ -187,11 +206,18 @@ def parse(cfg) -> RunConfig:
             raise ConfigError(f"policies.{pname}.train: {str(e).splitlines()[0]}") from None
         policies[pname] = PolicySpec(model=_strict(ModelSpec, p.get("model"), f"policies.{pname}.model"),
                                      train=train_cfg,
-                                     sampling=_strict(SamplingSpec, p.get("sampling"), f"policies.{pname}.sampling"))
-    missing = sorted(set(roles.values()) - set(policies))
+                                     sampling=_strict(SamplingSpec, p.get("sampling"), f"policies.{pname}.sampling"),
+                                     teacher=(_strict(TeacherSpec, p["teacher"], f"policies.{pname}.teacher")
+                                              if p.get("teacher") is not None else None))
+    targets = {v.split("@")[0] for v in roles.values()}
+    missing = sorted(targets - set(policies))
     if missing:
         raise ConfigError(f"roles name policies {missing} that policies does not define")
-    unused = sorted(set(policies) - set(roles.values()))
+    for role, v in roles.items():
+        base, _, which = v.partition("@")
+        if which and (which != "teacher" or policies[base].teacher is None):
+            raise ConfigError(f"roles.{role}={v!r}: only '<policy>@teacher' of a policy with a teacher section")
+    unused = sorted(set(policies) - targets)
     if unused:
         raise ConfigError(f"policies {unused} are used by no role")
     mesh = {str(k): int(v) for k, v in _as_dict(raw.get("mesh") or {"data": 1, "fsdp": -1, "tensor": 1}).items()}

@@ -34,6 +34,7 @@ class Sampling:
     top_p: float | None = None
     top_k: int | None = None
     max_new_tokens: int | None = None
+    token_stats: bool = False  # also return each token's entropy and self-certainty (RENT, Intuitor)
 
 
 @dataclasses.dataclass
@@ -52,6 +53,10 @@ class Completion:
     logprobs: np.ndarray  # float32 [len(tokens)]
     text: str
     finished: bool  # ended on eos (False: cut at max_new_tokens)
+    # With Sampling(token_stats=True), per generated token, from the logits the sampler computed
+    # (model's own distribution, before temperature): entropy H(p) and self-certainty KL(U || p).
+    entropy: np.ndarray | None = None
+    self_certainty: np.ndarray | None = None
 
 
 @dataclasses.dataclass
