@@ -14,6 +14,7 @@ class Settings:
     samples: int = 2
     filter_all: bool = False  # drop every episode (the "nothing trainable" path)
     solver_only_even_steps: bool = False
+    snapshot_then_rollback: bool = False  # snapshot the solver after step 1, roll back after step 2
 
 
 class LettersGame(Game):
@@ -47,6 +48,11 @@ class LettersGame(Game):
 
     def filter(self, episodes):
         return [] if self.s.filter_all else episodes
+
+    def after_step(self, state, step, metrics):
+        if not self.s.snapshot_then_rollback:
+            return state, {}
+        return state, ({"snapshot": ("solver",)} if step == 1 else {"rollback": ("solver",)})
 
     def trains(self, step):
         if self.s.solver_only_even_steps and step % 2:

@@ -151,3 +151,14 @@ def test_teacher_role_samples_from_an_ema_teacher_that_is_checkpointed(tmp_path)
     assert len(t1) == len(p1) > 0
     for a, b, c in zip(t2, t1, p1):
         np.testing.assert_allclose(np.asarray(a), (np.asarray(b) + np.asarray(c)) / 2, rtol=1e-6, atol=1e-7)
+
+
+def test_game_actions_snapshot_and_rollback_a_policy(tmp_path):
+    d = _one_device(letters_game.tiny_config(steps=2, snapshot_then_rollback=True))
+    rows = loop.run(runconfig.parse(d), str(tmp_path), log=lambda s: None)
+    assert rows[0]["player/snapshot"] == 1.0 and rows[1]["player/rollback"] == 1.0
+    assert rows[1]["player/trained"] == 1.0  # step 2 trained, then was rolled back
+    assert _equal(_params(str(tmp_path), 2, "player"), _params(str(tmp_path), 1, "player"))
+    assert not _equal(_params(str(tmp_path), 2, "coach"), _params(str(tmp_path), 1, "coach"))
+    ckpt = Checkpointer(os.path.join(str(tmp_path), "checkpoints"), async_save=False)
+    assert "snapshot/player" in ckpt.tree_names(2) and "snapshot/coach" not in ckpt.tree_names(2)

@@ -186,3 +186,19 @@ def test_on_policy_without_old_logprobs(tiny):
     pc = PolicyConfig()
     _, m = make_train_step(model, pc)(create_state(params, pc), to_jnp(batch))
     assert float(m["ratio_mean"]) == 1.0 and float(m["clip_frac"]) == 0.0
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "seq_mean_token_sum_norm"])
+def test_padding_rows_with_row_mask_change_nothing(tiny, aggregation):
+    """Rows that only pad a batch to a static size (row_mask 0, empty loss mask) leave the loss
+    and the update exactly as without them: per-sequence normalisers count real rows only."""
+    model, params = tiny
+    real = make_batch(b=3, seed=2)
+    padded = {k: np.concatenate([v, np.zeros((2,) + v.shape[1:], v.dtype)]) for k, v in real.items()}
+    padded["row_mask"] = np.array([1, 1, 1, 0, 0], np.float32)
+    pc = PolicyConfig(lr=1e-3, eps=EPS, aggregation=aggregation, max_tokens=11)
+    s1, m1 = make_train_step(model, pc)(create_state(params, pc), to_jnp(real))
+    s2, m2 = make_train_step(model, pc)(create_state(params, pc), to_jnp(padded))
+    np.testing.assert_allclose(float(m2["loss"]), float(m1["loss"]), rtol=1e-5, atol=1e-7)  # as micro-batching
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)

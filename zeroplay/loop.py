@@ -59,6 +59,7 @@ class PolicyRuntime:
     train_step: Callable
     spec: Any  # runconfig.PolicySpec
     teacher: Any = None  # EMA teacher params (policies.<name>.teacher), or None
+    snapshot: Any = None  # a kept copy of `state` (Game.after_step "snapshot"), or None
 
     @property
     def ref_params(self):
@@ -327,6 +328,25 @@ def role_metrics(episodes: Sequence[Episode], roles: Sequence[str]) -> dict[str,
     return out
 
 
+def apply_actions(actions: dict, policies: dict[str, PolicyRuntime], cfg: RunConfig) -> dict[str, float]:
+    """A game's after-step actions: "snapshot" copies the roles' policy states, "rollback" puts
+    them back (a rollback with no snapshot is a no-op, reported in the metrics)."""
+    out = {}
+    unknown = sorted(set(actions) - {"snapshot", "rollback"})
+    if unknown:
+        raise ValueError(f"unknown game actions {unknown}; use 'snapshot' or 'rollback'")
+    for role in actions.get("snapshot", ()):
+        p = policies[cfg.policy_of(role)]
+        p.snapshot = jax.tree.map(jnp.copy, p.state)
+        out[f"{p.name}/snapshot"] = 1.0
+    for role in actions.get("rollback", ()):
+        p = policies[cfg.policy_of(role)]
+        out[f"{p.name}/rollback"] = float(p.snapshot is not None)
+        if p.snapshot is not None:
+            p.state = jax.tree.map(jnp.copy, p.snapshot)  # the train step donates the state
+    return out
+
+
 def update_teachers(policies: dict[str, PolicyRuntime], step: int, total_steps: int) -> dict[str, float]:
     """The EMA teachers, before they sample at `step` (1-based): rate a_{step-1} of the cosine
     schedule (zeroplay.rl.ema_rate) over the run's `steps`, from ema_start at the first step."""
@@ -348,6 +368,7 @@ def _trees(policies: dict[str, PolicyRuntime]) -> dict[str, Any]:
     trees = {f"policy/{n}": p.state for n, p in policies.items()}
     trees.update({f"reference/{n}": p.reference for n, p in policies.items() if p.reference is not None})
     trees.update({f"teacher/{n}": p.teacher for n, p in policies.items() if p.teacher is not None})
+    trees.update({f"snapshot/{n}": p.snapshot for n, p in policies.items() if p.snapshot is not None})
     return trees
 
 
@@ -361,6 +382,9 @@ def _save(ckpt: Checkpointer, step: int, policies, game_state, rng: np.random.Ge
 def _restore(ckpt: Checkpointer, policies, cfg: RunConfig):
     step = ckpt.latest_step()
     _, host = ckpt.restore(step, names=[])
+    for n, p in policies.items():  # a snapshot saved with the run comes back with it
+        if f"snapshot/{n}" in ckpt.tree_names(step):
+            p.snapshot = p.state
     if host.get("fingerprint") != cfg.fingerprint():
         raise RunFolderError(f"{ckpt.directory} holds a run of another config (game {host.get('game_name')!r}, "
                              f"fingerprint {host.get('fingerprint')} != {cfg.fingerprint()}); use a new --workdir")
@@ -371,6 +395,8 @@ def _restore(ckpt: Checkpointer, policies, cfg: RunConfig):
             p.reference = trees[f"reference/{n}"]
         if p.teacher is not None:
             p.teacher = trees[f"teacher/{n}"]
+        if p.snapshot is not None:
+            p.snapshot = trees[f"snapshot/{n}"]
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = json.loads(host["rng"])
     return step, host["game"], rng
@@ -414,6 +440,9 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
 
     os.makedirs(workdir, exist_ok=True)
     mesh = run_mesh(cfg)
+    from zeroplay.verifiers import code
+
+    code.configure_default_pool(cfg.verifiers.code_workers, cfg.verifiers.code_memory_mb)
     game = make_game(cfg.game_name, dataclasses.asdict(cfg.game))
     policies = build_policies(cfg, mesh)
     tokenizer = load_tokenizer_for(next(iter(cfg.policies.values())))
@@ -476,6 +505,8 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 kept = game.filter(episodes)
                 metrics["episodes_kept"] = float(len(kept))
                 metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh))
+                game_state, actions = game.after_step(game_state, step, metrics)
+                metrics.update(apply_actions(actions, policies, cfg))
                 if cfg.loop.eval_every and evaluator is not None and step % cfg.loop.eval_every == 0:
                     with timer("eval"):
                         metrics.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})

@@ -132,8 +132,8 @@ class LoopSpec:
 
 @dataclasses.dataclass(frozen=True)
 class VerifierSpec:
-    code_workers: int = 0  # sandbox workers; 0: one per CPU
-    code_memory_mb: int = 1024
+    code_workers: int = 0  # sandbox workers (the process-wide pool); 0: two per core
+    code_memory_mb: int = 1024  # address-space limit of each sandboxed program
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,6 +127,13 @@ class Game(abc.ABC):
         """The roles whose policies update this step (default: every role)."""
         return self.roles
 
+    def after_step(self, state: Mapping, step: int, metrics: Mapping[str, float]) -> tuple[dict, dict]:
+        """(new state, actions) after the updates of a step, with the step's metrics. Actions
+        (default none): {"snapshot": roles} keeps a copy of those roles' policies (params and
+        optimizer state, checkpointed); {"rollback": roles} puts them back to their last snapshot
+        (CPMöbius rolls its player back after `patience` steps without progress)."""
+        return dict(state), {}
+
     def sampling(self, role: str) -> Sampling:
         """Per-role sampling the game insists on (default: the configured one)."""
         return Sampling()

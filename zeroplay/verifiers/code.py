@@ -220,7 +220,21 @@ def call_job(program, inputs: Iterable, *, expected: Iterable | None = None,
 
 
 _default_pool: SandboxPool | None = None
+_default_options: dict = {}
 _default_lock = threading.Lock()
+
+
+def configure_default_pool(num_workers: int | None = None, memory_mb: int = 1024) -> None:
+    """Options of the process-wide pool (a run's `verifiers` config); a started pool with other
+    options is closed, and the next `get_pool()` starts one with these."""
+    global _default_pool
+    options = {"num_workers": num_workers or None, "memory_mb": int(memory_mb)}
+    with _default_lock:
+        if options != _default_options and _default_pool is not None:
+            _default_pool.close()
+            _default_pool = None
+        _default_options.clear()
+        _default_options.update(options)
 
 
 def get_pool() -> SandboxPool:
@@ -228,7 +242,7 @@ def get_pool() -> SandboxPool:
     global _default_pool
     with _default_lock:
         if _default_pool is None:
-            _default_pool = SandboxPool()
+            _default_pool = SandboxPool(**_default_options)
             atexit.register(_default_pool.close)
         return _default_pool
 
