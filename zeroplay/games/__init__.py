@@ -15,6 +15,15 @@ from zeroplay.games.base import Completion, Context, Episode, Game, Request, Sam
 
 GAMES = {
     "azr": "zeroplay.games.azr",
+    "pasodoble": "zeroplay.games.pasodoble",
+    "sqlm": "zeroplay.games.sqlm",
+    "r_zero": "zeroplay.games.r_zero",
+    "cpmobius": "zeroplay.games.cpmobius",
+    "co_rewarding_i": "zeroplay.games.co_rewarding_i",
+    "co_rewarding_ii": "zeroplay.games.co_rewarding",
+    "ttrl": "zeroplay.games.ttrl",
+    "rent": "zeroplay.games.rent",
+    "intuitor": "zeroplay.games.intuitor",
 }
 
 

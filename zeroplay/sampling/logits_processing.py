@@ -142,3 +142,21 @@ def choose(logits: jax.Array, u: jax.Array, mode: SamplingMode, temperature: jax
             tok = inverse_cdf(w, u)
     logprob = jnp.take_along_axis(shifted, tok[:, None], axis=-1)[:, 0] - lse
     return tok.astype(jnp.int32), logprob
+
+
+def token_stats(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per row of logits [B, V] (the model's own, untempered): entropy H(p) = -sum p log p and
+    self-certainty KL(U || p) = -log V - mean_v log p_v (Intuitor), both float32 [B], nats.
+
+    Reductions only (max, two sums, a mean): no sort, no second forward pass. Used by the
+    sampler when `token_stats=True` (RENT's entropy reward, Intuitor's self-certainty reward).
+    """
+    logits = logits.astype(jnp.float32)
+    v = logits.shape[-1]
+    shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+    e = jnp.exp(shifted)
+    z = jnp.sum(e, axis=-1)
+    lse = jnp.log(z)
+    entropy = lse - jnp.sum(e * shifted, axis=-1) / z
+    self_certainty = lse - jnp.mean(shifted, axis=-1) - jnp.log(jnp.float32(v))
+    return entropy, self_certainty

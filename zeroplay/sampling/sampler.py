@@ -31,7 +31,7 @@ from zeroplay.models.decoder import init_cache, lm_head_kernel
 from zeroplay.sampling import cpu_decode
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
 from zeroplay.sampling.decode_step import CACHE_AXES, decode_step, head_kernel, split_cache, unstack_layers
-from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms
+from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms, token_stats
 from zeroplay.sampling.stop import StopChecker
 
 _TRACES = {"prefill": 0, "decode": 0}
@@ -47,6 +47,10 @@ class SampleOutput:
     tokens: np.ndarray  # int32 [N, G, max_new_tokens]
     lengths: np.ndarray  # int32 [N, G]
     logprobs: np.ndarray  # float32 [N, G, max_new_tokens]
+    # With token_stats=True, per generated token from the untempered logits the step computed:
+    # entropy H(p) and self-certainty KL(U || p), float32 [N, G, max_new_tokens], 0 past lengths.
+    entropy: np.ndarray | None = None
+    self_certainty: np.ndarray | None = None
 
 
 @flax.struct.dataclass
@@ -61,6 +65,8 @@ class DecodeState:
     finished: jax.Array  # bool [B]
     uniforms: jax.Array  # float32 [B, M]: row r's draw at step i (see row_uniforms)
     step: jax.Array  # int32 []: tokens generated so far
+    entropy: jax.Array | None = None  # float32 [B, M] with token_stats (None: not computed)
+    self_certainty: jax.Array | None = None  # float32 [B, M] with token_stats
 
 
 def _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, vocab_size, max_len):
@@ -98,11 +104,14 @@ class _Programs:
 
     kernel=False: the decode step is XLA operations (`decode_step.py`), any backend or mesh.
     kernel=True: it is one fused CPU call (`cpu_decode.py`) on weights packed once per request.
+    stats=True: the programs also record each token's entropy and self-certainty from the logits
+    the step returns (either decode step); a static flag, so the default programs are unchanged.
     """
 
-    def __init__(self, model, mode: SamplingMode, num_samples: int, mesh, rules, kernel: bool):
+    def __init__(self, model, mode: SamplingMode, num_samples: int, mesh, rules, kernel: bool,
+                 stats: bool = False):
         self.model, self.cfg, self.mode, self.g = model, model.cfg, mode, num_samples
-        self.mesh, self.rules, self.kernel = mesh, rules, kernel
+        self.mesh, self.rules, self.kernel, self.stats = mesh, rules, kernel, stats
         self.prefill = jax.jit(self._prefill, static_argnames=("max_new",))
         self.decode = jax.jit(self._decode, donate_argnums=(2,))
         weights = cpu_decode.pack_weights if kernel else head_kernel
@@ -143,8 +152,10 @@ class _Programs:
             return jax.lax.with_sharding_constraint(x, s)
 
         cache = jax.tree.map(lambda c: put(c, cache_spec), state.cache)
-        rows = {f: put(getattr(state, f), batch_spec) for f in
-                ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths", "finished", "uniforms")}
+        fields = ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths", "finished", "uniforms")
+        if self.stats:
+            fields += ("entropy", "self_certainty")
+        rows = {f: put(getattr(state, f), batch_spec) for f in fields}
         rep = NamedSharding(self.mesh, PartitionSpec())
         return state.replace(cache=cache, step=jax.lax.with_sharding_constraint(state.step, rep), **rows)
 
@@ -169,6 +180,11 @@ class _Programs:
             logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
             full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
                                 split_cache(cache))
+        stats = {}
+        if self.stats:  # per prompt, then to its G rows like the logits
+            first = [jnp.repeat(x, g, axis=0) for x in token_stats(logits)]
+            stats = {k: jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(x)
+                     for k, x in zip(("entropy", "self_certainty"), first)}
         logits = jnp.repeat(logits, g, axis=0)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
         prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
@@ -180,7 +196,7 @@ class _Programs:
         state = DecodeState(cache=full, kv_mask=kv_mask, last=tok,
                             next_pos=jnp.repeat(positions[:, -1] + 1, g), tokens=tokens, logprobs=logprobs,
                             lengths=jnp.ones((b,), jnp.int32), finished=_is_eos(tok, eos) | pad_row,
-                            uniforms=uniforms, step=jnp.int32(1))
+                            uniforms=uniforms, step=jnp.int32(1), **stats)
         return self._constrain(state)
 
     def _decode(self, params, weights, state: DecodeState, limit, temperature, top_p, eos):
@@ -203,9 +219,14 @@ class _Programs:
             tokens = jax.lax.dynamic_update_slice_in_dim(s.tokens, jnp.where(live, tok, 0)[:, None], s.step, 1)
             logprobs = jax.lax.dynamic_update_slice_in_dim(s.logprobs, jnp.where(live, lp, 0.0)[:, None],
                                                            s.step, 1)
+            stats = {}
+            if self.stats:  # from the same logits, in the same loop body: no second pass
+                for name, x in zip(("entropy", "self_certainty"), token_stats(logits)):
+                    stats[name] = jax.lax.dynamic_update_slice_in_dim(
+                        getattr(s, name), jnp.where(live, x, 0.0)[:, None], s.step, 1)
             return s.replace(cache=cache, last=tok, next_pos=s.next_pos + 1, tokens=tokens, logprobs=logprobs,
                              lengths=s.lengths + live.astype(jnp.int32),
-                             finished=s.finished | _is_eos(tok, eos), step=s.step + 1)
+                             finished=s.finished | _is_eos(tok, eos), step=s.step + 1, **stats)
 
         return self._constrain(jax.lax.while_loop(cond, body, state))
 
@@ -213,10 +234,12 @@ class _Programs:
 _PROGRAMS: dict[Any, _Programs] = {}
 
 
-def _programs(model, mode, num_samples, mesh, rules, kernel) -> _Programs:
+def _programs(model, mode, num_samples, mesh, rules, kernel, stats=False) -> _Programs:
     key = (repr(model.cfg), mode, num_samples, id(mesh) if mesh is not None else None, repr(rules), kernel)
+    if stats:  # the default programs keep their key
+        key += ("token_stats",)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = _Programs(model, mode, num_samples, mesh, rules, kernel)
+        _PROGRAMS[key] = _Programs(model, mode, num_samples, mesh, rules, kernel, stats)
     return _PROGRAMS[key]
 
 
@@ -260,8 +283,9 @@ class Plan:
 def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
             rng=None, mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-            pad_token_id: int = 0, decode_kernel: str = "auto") -> tuple[DecodeState, Plan]:
-    """Validate, bucket and prefill: the state after the first generated token, and its plan."""
+            pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False) -> tuple[DecodeState, Plan]:
+    """Validate, bucket and prefill: the state after the first generated token, and its plan.
+    token_stats: the state also carries per-token entropy and self-certainty (see generate)."""
     cfg = model.cfg
     max_len = int(max_cache_len or cfg.max_position_embeddings)
     _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
@@ -282,7 +306,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     eos[:len(eos_token_ids)] = list(eos_token_ids)
 
     kernel = cpu_decode.use_cpu_kernel(decode_kernel, cfg, mesh)
-    progs = _programs(model, mode, g, mesh, rules, kernel)
+    progs = _programs(model, mode, g, mesh, rules, kernel, bool(token_stats))
     if mesh is not None:
         params = _place_params(params, model, mesh, rules)
     temp = jnp.float32(temperature if temperature > 0 else 1.0)
@@ -300,7 +324,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
              rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
              mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-             pad_token_id: int = 0, decode_kernel: str = "auto") -> SampleOutput:
+             pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False) -> SampleOutput:
     """Sample `num_samples` completions of every prompt (see the module docstring).
 
     tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
@@ -314,13 +338,17 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     decode_kernel: "auto" runs the prefill and each decode step as fused CPU calls where they apply
     (float32 on one CPU device, see cpu_decode.py), "xla" always uses XLA operations, "cpu"
     requires the kernel.
+    token_stats: also return `entropy` and `self_certainty` [N, G, max_new_tokens] float32: for each
+    generated token, H(p) and KL(U || p) of the model's untempered distribution p at that step,
+    computed from the logits the decode step already returns (XLA or CPU kernel), 0 past lengths.
+    Off by default: the default programs are unchanged and compute neither.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
     state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
                           temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
                           mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
-                          pad_token_id=pad_token_id, decode_kernel=decode_kernel)
+                          pad_token_id=pad_token_id, decode_kernel=decode_kernel, token_stats=token_stats)
     n, g, max_new_tokens = plan.num_prompts, plan.num_samples, plan.max_new_tokens
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
     if checker is None:
@@ -343,5 +371,10 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     past = np.arange(max_new_tokens)[None, :] >= lengths[:, None]
     tokens = np.where(past, pad_token_id, tokens).astype(np.int32)
     logprobs = np.where(past, 0.0, logprobs).astype(np.float32)
+    stats = {}
+    if token_stats:
+        for name in ("entropy", "self_certainty"):
+            x = np.asarray(getattr(state, name))[: n * g, :max_new_tokens]
+            stats[name] = np.where(past, 0.0, x).astype(np.float32).reshape(n, g, max_new_tokens)
     return SampleOutput(tokens=tokens.reshape(n, g, max_new_tokens), lengths=lengths.astype(np.int32).reshape(n, g),
-                        logprobs=logprobs.reshape(n, g, max_new_tokens))
+                        logprobs=logprobs.reshape(n, g, max_new_tokens), **stats)
