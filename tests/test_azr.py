@@ -211,15 +211,15 @@ def test_prompts():
             for i in range(6)]
     body = T.propose_prompt("code_o", refs, ("logging", "random"))
     full = T.r1_prompt(body)
-    assert full.startswith("A conversation between User and Assistant. The user asks a question")
+    assert full.startswith("This is a conversation between a User and an Assistant.")
     assert full.endswith("User: " + body + "\nAssistant: <think>")
     assert "<snippet_5>" in body and "<snippet_6>" not in body and "return a + 5" in body
     assert "even in comments: logging, random" in body
     assert "deduce the output from the input" in body
     assert "deduce one possible input" in T.propose_prompt("code_i", refs[:1], ())
     ind = T.induction_propose_prompt(IDENTITY, 10)
-    assert "Output 10 Inputs" in ind
-    assert IDENTITY + "\nf(<|YOUR INPUT WILL BE PLUGGED HERE|>)" in ind
+    assert "write 10 inputs" in ind
+    assert IDENTITY + "\nf(<your input goes here>)" in ind
     e = {"snippet": "def f(x):\n    return x * 2", "input": "21", "output": "42"}
     ded, abd = T.solve_prompt("code_o", e), T.solve_prompt("code_i", e)
     assert "```input\n21\n```" in ded and "42" not in ded
@@ -377,7 +377,8 @@ def test_requests_shapes_and_prompts():
     again = game.requests("play", state, ctx_for(step=6))
     assert [r.prompt for r in again] == [r.prompt for r in reqs]     # reproducible from ctx.rng
     # Prompts over the token cap are not used: the propose prompts here, not the solve ones.
-    short = azr.AZRGame(settings(batch_per_task_role=3, max_prompt_tokens=2400))
+    # (With the char codec, the solve prompts here are under 1.8k tokens, the propose ones over.)
+    short = azr.AZRGame(settings(batch_per_task_role=3, max_prompt_tokens=1800))
     reqs = short.requests("play", state, ctx_for(step=6))
     assert {r.meta["kind"] for r in reqs} == {"solve"} and len(reqs) == 9
 
@@ -569,9 +570,9 @@ def test_requests_then_score_round_trip(pool):
             return proposal("def f(x):\n    return x - 1", "5")
         if "deduce one possible input" in prompt:
             return proposal("def f(x):\n    return [x, x]", "'k'")
-        if "Inputs that can be plugged" in prompt:
+        if "inputs for the snippet below" in prompt:
             return induction(F_OK, "copies")
-        if "# Task: Deduce the Output" in prompt:
+        if "# Task: predict what the code below returns" in prompt:
             return fmt("```output\n'Hello world'\n```")
         return fmt("```input\n'nope'\n```")
 
@@ -606,7 +607,7 @@ def test_init_state_seeding(pool):
 
     def policy(role, prompt, i):
         assert role == "proposer"
-        if "Inputs that can be plugged" in prompt:
+        if "inputs for the snippet below" in prompt:
             return "\n".join(f"```input\n{x}\n```" for x in F_OK) + "\n```message\nhi\n```"
         return raw(*next(programs))
 

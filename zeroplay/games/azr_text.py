@@ -1,18 +1,16 @@
 """AZR's prompt texts and response parsing (pure text: no sandbox, no sampler).
 
-The prompt texts are the Absolute Zero Reasoner's own (Zhao et al. 2025, arXiv 2505.03335; the
-reference implementation LeapLabTHU/Absolute-Zero-Reasoner @ a82124e, MIT License, Copyright (c)
-2025 LeapLab), reproduced word for word because the method is defined by them: the R1 template
-around every prompt, the two propose prompts with K reference triplets (abduction `code_i`,
-deduction `code_o`), the induction propose prompt (`code_f`) and the three solve prompts, with the
-reference's default options resolved (no composite functions, `remove_input_from_snippet=False`,
-`remove_after_return=False`). The code here is ours.
+Prompts follow the structure of AZR (Zhao et al. 2025, arXiv 2505.03335), written for this project.
+They are an R1-style frame around every prompt, a propose prompt per task with K reference triplets
+(abduction `code_i`, deduction `code_o`), an induction propose prompt (`code_f`) that shows one
+program, and a solve prompt per task. Only the plain variants exist: no composite functions, and
+no options that rewrite the proposed snippet.
 
-Response parsing follows the reference's rules, but every extractor is written to run in linear
-time: a completion is adversarial text (a policy optimised for reward), and several of the
-reference's regular expressions backtrack quadratically on hostile input (`\\s*` before a lazy
-group with no closing fence, `<input>\\s*(.*?)(?:</input>|\\s*$)`, `^\\s*def` over blank lines...).
-Each function below says which reference expression it reproduces.
+Response parsing follows the rules of the AZR reference implementation, but every extractor is
+written to run in linear time: a completion is adversarial text (a policy optimised for reward),
+and several of the reference's regular expressions backtrack quadratically on hostile input (`\\s*`
+before a lazy group with no closing fence, `<input>\\s*(.*?)(?:</input>|\\s*$)`, `^\\s*def` over
+blank lines...). Each function below says which reference expression it reproduces.
 """
 from __future__ import annotations
 
@@ -20,197 +18,166 @@ import ast
 import re
 from typing import Sequence
 
-# R1 template; the chat template is replaced by plain concatenation (the reference sets the
-# tokenizer's chat template to the bare message content), so this text is the whole prompt.
+# The R1-style frame. There is no chat template: this text, with the request inserted, is the
+# whole prompt, and the model continues after the opening <think>.
 R1_TEMPLATE = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant "
-    "solves it. The assistant first thinks about the reasoning process in the mind and then "
-    "provides the user with the answer. The reasoning process and answer are enclosed within "
-    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
-    "here </think> <answer> answer here </answer>. User: {}\nAssistant: <think>")
+    "This is a conversation between a User and an Assistant. The User gives a task and the "
+    "Assistant carries it out. The Assistant first reasons the task through, then gives the "
+    "final answer: the reasoning goes inside <think> </think> tags and the answer inside "
+    "<answer> </answer> tags, as in <think> reasoning </think> <answer> answer </answer>. "
+    "User: {}\nAssistant: <think>")
 
-# The identity seed program (reference `seed_program`) with its input.
+# The identity seed program with its input.
 SEED_PROGRAM = "def f(a):\n    return a"
 SEED_INPUT = '"Hello world"'
-# The reference's induction seed: the identity with six inputs (outputs equal the inputs) and
-# this message; with six inputs the reference shows three and hides three.
+# The induction seed: the identity with six inputs (outputs equal the inputs), three of them
+# shown, and this message.
 SEED_INDUCTION_INPUTS = ('"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
                          '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"', "1001101100010001")
-SEED_INDUCTION_MESSAGE = "Write a function that returns whatever you input"
+SEED_INDUCTION_MESSAGE = "Write a function that returns its input unchanged"
 # Appended to the program shown in the induction propose prompt.
-INDUCTION_SNIPPET_SUFFIX = "\nf(<|YOUR INPUT WILL BE PLUGGED HERE|>)"
+INDUCTION_SNIPPET_SUFFIX = "\nf(<your input goes here>)"
 
-# Note (reference text, kept as is): the deduction propose prompt's "Evaluation Criteria" speak
-# of predicting the *input* from the output; the reference ships it this way.
-PROPOSE_ABDUCTION = """
-## Task: Create a Python Code Snippet (where custom classes are allowed, which should be defined at the top of the code snippet) with one Matching Input
-
-Using the reference code snippets provided below as examples, design a new and unique Python code snippet that demands deep algorithmic reasoning to deduce one possible input from a given output. Your submission should include both a code snippet and test input pair, where the input will be plugged into the code snippet to produce the output, which that function output be given to a test subject to come up with any input that will produce the same function output. This is meant to be an I.Q. test.
-
-### Code Requirements:
-- Name the entry function `f` (e.g., `def f(...): ...`), you can have nested definitions inside `f`
-- Ensure the function returns a value
-- Include at least one input parameter
-- Make the function deterministic
-- Make the snippet require state tracking across multiple data transformations, ensuring the task requires long multi step reasoning
-- AVOID THE FOLLOWING:
-  * Random functions or variables
-  * Date/time operations
-  * I/O operations (reading files, network requests)
-  * Printing or logging
-  * Any external state
-- Ensure execution completes within 10 seconds on a modern CPU
-- All imports and class definitions should be at the very top of the code snippet
-- The snippet should end with a return statement from the main function `f`, anything after will be removed
-
-
-### Input Requirements:
-- Provide exactly one test input for your function
-- Format multiple arguments with commas between them
-- Remember to add quotes around string arguments
-
-### Formatting:
-- Format your code with: ```python
-  def f(...):
-      # your code here
-      return ...
-  ```
-- Format your input with: ```input
-  arg1, arg2, ...
-  ```
-
-### Example Format:
-```python
-def f(name: str, info: dict):
-    # code logic here
-    return result
-```
-
-```input
-'John', {{'age': 20, 'city': 'New York'}}
-```
-
-### Evaluation Criteria:
-- Executability, your code should be executable given your input
-- Difficulty in predicting the output from your provided input and code snippet. Focus on either algorithmic reasoning or logic complexity. For example, you can define complex data structure classes and operate on them like trees, heaps, stacks, queues, graphs, etc, or use complex control flow, dynamic programming, recursions, divide and conquer, greedy, backtracking, etc
-- Creativity, the code needs to be sufficiently different from the provided reference snippets
-- Restricted usage of certain keywords and packages, you are not allowed to use the following words in any form, even in comments: {banned_keywords}
-
-First, carefully devise a clear plan: e.g., identify how your snippet will be challenging, distinct from reference snippets, and creative. Then, write the final code snippet and its inputs.
-
-### Reference Code Snippets:
+# The rules for a program, shared by the propose prompts and the induction solve prompt. In the
+# templates below, a backslash at the end of a line joins it with the next (one prompt line).
+_CODE_RULES = """\
+- Name the entry function `f` (`def f(...): ...`); nested definitions inside `f` are allowed.
+- `f` takes at least one argument and returns a value.
+- `f` is deterministic. Do not use:
+  * random numbers or random choices
+  * dates or times
+  * I/O (reading files, network requests)
+  * printing or logging
+  * any state outside the snippet
+- It runs in under 10 seconds on a modern CPU.
+- All imports and class definitions go at the very top of the snippet.
+- The snippet ends with the `return` of `f`; anything after it is removed.
 """
 
-PROPOSE_DEDUCTION = """
-## Task: Create a New Python Code Snippet (where custom classes are allowed, which should be defined at the top of the code snippet) with one Matching Input
+_PROPOSE_RULES = _CODE_RULES + """\
+- Solving it requires tracking state through several transformations, over many reasoning steps.
 
-Using the reference code snippets provided below as examples, design a new and unique Python code snippet that demands deep algorithmic reasoning to deduce the output from the input. Your submission should include a code snippet and a test input pair, where the input will be plugged into the code snippet to produce the output. The input will be given to a test subject to deduce the output, which is meant to be an I.Q. test.
+### Input
+- Give exactly one test input for `f`.
+- Separate multiple arguments with commas.
+- Put quotes around string arguments.
 
-### Code Requirements:
-- Name the entry function `f` (e.g., `def f(...): ...`), you can have nested definitions inside `f`
-- Ensure the function returns a value
-- Include at least one input parameter
-- Make the function deterministic
-- Make the snippet require state tracking across multiple data transformations, ensuring the task requires long multi step reasoning
-- AVOID THE FOLLOWING:
-  * Random functions or variables
-  * Date/time operations
-  * I/O operations (reading files, network requests)
-  * Printing or logging
-  * Any external state
-- Ensure execution completes within 10 seconds on a modern CPU
-- All imports and class definitions should be at the very top of the code snippet
-- The snippet should end with a return statement from the main function `f`, anything after will be removed
-
-
-### Input Requirements:
-- Provide exactly one test input for your function
-- Format multiple arguments with commas between them
-- Remember to add quotes around string arguments
-
-### Formatting:
-- Format your code with:
+### Format
+Write the code as
 ```python
 def f(...):
-    # your code here
+    # your code
     return ...
 ```
-- Format your input with:
+and the input as
 ```input
 arg1, arg2, ...
 ```
-
-### Example Format:
+For example:
 ```python
-def f(name: str, info: dict):
-    # code logic here
+def f(words: list, k: int):
+    # logic here
     return result
 ```
-
 ```input
-'John', {{'age': 20, 'city': 'New York'}}
+['pear', 'fig', 'kiwi'], 2
 ```
 
-### Evaluation Criteria:
-- Executability, your code should be executable given your input
-- Difficulty in predicting your ```input``` from 1) your ```python``` code and 2) the deterministic ```output``` that will be obtained from your ```input```. Focus on either algorithmic reasoning or logic complexity. For example, you can define complex data structure classes and operate on them like trees, heaps, stacks, queues, graphs, etc, or use complex control flow, dynamic programming, recursions, divide and conquer, greedy, backtracking, etc
-- Creativity, the code needs to be sufficiently different from the provided reference snippets
-- Restricted usage of certain keywords and packages, you are not allowed to use the following words in any form, even in comments: {banned_keywords}
-
-First, carefully devise a clear plan: e.g., identify how your snippet will be challenging, distinct from reference snippets, and creative. Then, write the final code snippet and its inputs.
-
-### Reference Code Snippets:
+### What makes a good submission
+- It runs: the snippet executes on your input.
 """
 
+_PROPOSE_END = """\
+- Its difficulty comes from algorithms or logic, e.g. custom data structures (trees, heaps, stacks, queues, \
+graphs) or involved control flow (dynamic programming, recursion, divide and conquer, greedy choices, backtracking).
+- It is original: clearly different from the reference snippets.
+- It avoids banned words: none of these may appear anywhere, not even in comments: {banned_keywords}
+
+Plan first: decide how your snippet will be hard, how it differs from the references and what makes it \
+creative. Then write the final snippet and its input.
+
+### Reference snippets:
+"""
+
+# Each propose prompt's difficulty line names the opposite direction of its task (abduction: the
+# output is hard to predict; deduction: the input is hard to find), as AZR's prompts do.
+PROPOSE_ABDUCTION = """
+## Task: write a Python snippet, and one input for it, whose input is hard to recover from its output
+
+Taking the reference snippets below as examples, write a new Python code snippet for which it takes deep \
+algorithmic reasoning to deduce one possible input from a given output. Custom classes are allowed (define them \
+at the top). Submit the snippet with one test input: we run the snippet on the input, and a test subject who \
+sees the output must find any input that produces it. It is an IQ test.
+
+### Code
+""" + _PROPOSE_RULES + """\
+- It is hard: predicting the output from your input and the snippet takes real reasoning.
+""" + _PROPOSE_END
+
+PROPOSE_DEDUCTION = """
+## Task: write a new Python snippet, and one input for it, whose output is hard to predict
+
+Taking the reference snippets below as examples, write a new Python code snippet for which it takes deep \
+algorithmic reasoning to deduce the output from the input. Custom classes are allowed (define them at the top). \
+Submit the snippet with one test input: a test subject who sees the snippet and the input must work out the \
+output. It is an IQ test.
+
+### Code
+""" + _PROPOSE_RULES + """\
+- It is hard: finding your input from the snippet and the output it produces takes real reasoning.
+""" + _PROPOSE_END
+
 PROPOSE_INDUCTION = """
-## Task: Output {num_inputs} Inputs that can be plugged into the following Code Snippet to produce diverse Outputs, and give a message related to the given snippet.
+## Task: write {num_inputs} inputs for the snippet below that give varied outputs, and a message about it
 
-Using the code snippet provided below, design {num_inputs} inputs that can be plugged into the code snippet to produce a diverse set of outputs. A subset of your given input and its deterministically produced outputs will be given to a test subject to deduce the function, which is meant to be an I.Q. test. You can also leave a message to the test subject to help them deduce the code snippet.
+Design {num_inputs} inputs for the code snippet below that together produce a diverse set of outputs. A test \
+subject will see some of your inputs with their outputs and must work out the function: it is an IQ test. You \
+may leave the test subject a message to help.
 
-### Input Requirements:
-- Provide {num_inputs} valid inputs for the code snippet
-- For each input, format multiple arguments with commas between them
-- Remember to add quotes around string arguments
-- Each input should be individually wrapped in ```input``` tags
+### Inputs
+- Give {num_inputs} valid inputs for the snippet.
+- Within an input, separate multiple arguments with commas.
+- Put quotes around string arguments.
+- Wrap each input in its own ```input``` block.
 
-### Message Requirements:
-- Leave a message to the test subject to help them deduce the code snippet
-- The message should be wrapped in ```message``` tags
-- The message can be in any form, can even be formed into a coding question, or a natural language instruction what the code snippet does
-- You cannot provide the code snippet in the message
+### Message
+- Wrap the message in a ```message``` block.
+- It may take any form, e.g. a coding question or a plain description of what the snippet does.
+- It must not contain the code snippet.
 
-### Formatting:
-- Format your input with:
+### Format
 ```input
 arg1, arg2, ...
 ```
-
-### Example Format:
+For example:
 ```input
-'John', {{'age': 20, 'city': 'New York'}}
+['pear', 'fig', 'kiwi'], 2
 ```
 ```input
-'Sammy', {{'age': 37, 'city': 'Los Angeles'}}
+['plum'], 0
 ```
 
-### Evaluation Criteria:
-- Executability, your code should be executable given your inputs
-- Coverage, the inputs and outputs should cover the whole input space of the code snippet, able to deduce the code snippet from the inputs and outputs
-- Creativity, the inputs need to be sufficiently different from each other
-- The overall selection of inputs and message combined should be challenging for the test subject, but not impossible for them to solve
-First, carefully devise a clear plan: e.g., understand the code snippet, then identify how your proposed inputs have high coverage, and why the inputs will be challenging and creative. Then, write the inputs and message. Remember to wrap your inputs in ```input``` tags, and your message in ```message``` tags.
+### What makes a good submission
+- It runs: the snippet executes on each of your inputs.
+- Coverage: the inputs and outputs span the snippet's input space, enough to pin the function down.
+- Variety: the inputs differ clearly from one another.
+- Balance: inputs and message together make the task challenging but solvable.
 
-### Code Snippet:
+Plan first: understand the snippet, then say how your inputs cover it and why they are challenging and \
+creative. Then write the inputs, each in an ```input``` block, and the message in a ```message``` block.
+
+### Code snippet:
 ```python
 {snippet}
 ```
 """
 
 SOLVE_ABDUCTION = """
-# Task: Provide One Possible Input of a Python Code Snippet Given the Code and Output
-Given the following Code Snippet and the Output, think step by step then provide one possible input that produced the output. The input needs to be wrapped in ```input``` tags. Remember if an argument is a string, wrap it in quotes. If the function requires multiple arguments, separate them with commas.
+# Task: find an input for which the code below returns the given output
+Reason step by step, then give one input that makes the code snippet produce the output below. Put the input \
+in an ```input``` block. Quote string arguments, and separate multiple arguments with commas.
 
-# Code Snippet:
+# Code snippet:
 ```python
 {snippet}
 ```
@@ -220,21 +187,22 @@ Given the following Code Snippet and the Output, think step by step then provide
 {output}
 ```
 
-# Output Format:
+# Answer format:
 ```input
 arg1, arg2, ...
 ```
-# Example Output:
+For example:
 ```input
-'John', {{'age': 20, 'city': 'New York'}}
+['pear', 'fig', 'kiwi'], 2
 ```
 """
 
 SOLVE_DEDUCTION = """
-# Task: Deduce the Output of a Python Code Snippet Given the Code and Input
-Given the following Code Snippet and the Input, think step by step then deduce the output that will be produced from plugging the Input into the Code Snippet. Put your output in ```output``` tags. Remember if the output is a string, wrap it in quotes. If the function returns multiple values, remember to use a tuple to wrap them.
+# Task: predict what the code below returns for the given input
+Reason step by step about what the code snippet returns when called with the input below, then put that \
+output in an ```output``` block. Quote strings, and wrap several returned values in a tuple.
 
-# Code Snippet:
+# Code snippet:
 ```python
 {snippet}
 ```
@@ -244,32 +212,22 @@ Given the following Code Snippet and the Input, think step by step then deduce t
 {input_args}
 ```
 
-# Example Output:
+# Answer example:
 ```output
-{{'age': 20, 'city': 'New York'}}
+{{'total': 7, 'names': ['ann', 'bo']}}
 ```
 """
 
 SOLVE_INDUCTION = """
-# Task: Deduce the Function that Produced the Outputs from the Inputs
-Given a set of input/output pairs and a message that describes the function, think through the problem step by step to deduce a general code snippet. This code should produce the hidden outputs from the hidden inputs, matching the original data-generating code that created the input/output pairs. Place your final answer inside python tags! It may be helpful to work through each input/output pair individually to test your function. If your function doesn’t work as expected, revise it until it does. The final code snippet will be used to evaluate your response, which is wrapped in ```python``` tags.
+# Task: recover the function behind the input/output pairs
+Below are input/output pairs and a message about the function that produced them. Reason step by step and \
+write a code snippet that reproduces them, and also the hidden pairs: it should match the code that generated \
+the data. Checking your function against each pair in turn helps; revise it until every pair matches. Your \
+final snippet, in a ```python``` block, is what gets evaluated.
 
-# Code Requirements:
-- Name the entry function `f` (e.g., `def f(...): ...`), you can have nested definitions inside `f`
-- Ensure the function returns a value
-- Include at least one input parameter
-- Make the function deterministic
-- AVOID THE FOLLOWING:
-  * Random functions or variables
-  * Date/time operations
-  * I/O operations (reading files, network requests)
-  * Printing or logging
-  * Any external state
-- Ensure execution completes within 10 seconds on a modern CPU
-- All imports and class definitions should be at the very top of the code snippet
-- The snippet should end with a return statement from the main function `f()`, anything after will be removed
-
-# Input and Output Pairs:
+# Code requirements:
+""" + _CODE_RULES + """
+# Input/output pairs:
 {input_output_pairs}
 
 # Message:
@@ -277,13 +235,13 @@ Given a set of input/output pairs and a message that describes the function, thi
 {message}
 ```
 
-# Example Output:
+# Answer example:
 ```python
 def f(a):
     return a
 ```
 
-Name your entry function `f()`!!!
+Remember: the entry function must be named `f`.
 """
 
 
