@@ -26,17 +26,22 @@ setup(
         "math-verify>=0.7",
         "tqdm>=4.66",
         "numpy>=1.26",
+        "reasoning-gym>=0.1.25",  # rg:<task> evaluation sets (zeroplay.eval)
+        "matplotlib>=3.8",  # zeroplay.plot
     ],
     extras_require={
         # torch is the float32 reference in the parity tests; 2.13.0 exactly takes the CPU
         # wheel on the build machine, any other spec pulls a multi-GB CUDA build.
-        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0"],
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10"],
+        "tb": ["tensorboard>=2.16"],  # TensorBoard event files next to metrics.jsonl (zeroplay.metrics_writer)
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],
     },
     entry_points={
         "console_scripts": [
             "zeroplay-train=zeroplay.train:main",
+            "zeroplay-eval=zeroplay.eval:main",
+            "zeroplay-plot=zeroplay.plot:main",
         ],
     },
 )
