@@ -224,3 +224,35 @@ def test_a_run_folder_restores_the_roles_policy(tmp_path):
     assert model.cfg.vocab_size == 258
     with pytest.raises(ModelPathError, match="--role critic"):
         load_for_eval(str(run), role="critic")
+
+
+def test_loop_evaluator_samples_through_the_loop_context(tmp_path):
+    """The training loop's hook: samples via ctx.sample(role, prompts, n, Sampling) with the
+    protocol's settings and returns {benchmark: accuracy}; the full report goes to report_dir."""
+    import types
+
+    import numpy as np
+
+    from zeroplay.evaluation import loop_evaluator
+    from zeroplay.games import Completion
+
+    items = load_benchmark("rg:basic_arithmetic", limit=2)
+    calls = []
+
+    def sample(role, prompts, n, sampling):
+        calls.append((role, len(prompts), n, sampling))
+        out = []
+        for p in prompts:
+            text = bytes(p).decode()
+            gold = items[0].answer if items[0].question in text else "nope"
+            out.append([Completion(tokens=[1], logprobs=np.zeros(1, np.float32), text=f"\\boxed{{{gold}}}",
+                                   finished=True)] * n)
+        return out
+
+    ev = loop_evaluator(["rg:basic_arithmetic"], "ttrl", limit=2, report_dir=str(tmp_path))
+    ctx = types.SimpleNamespace(sample=sample, chat=None, encode=lambda s: list(s.encode()))
+    assert ev(5, ctx) == {"rg:basic_arithmetic": 0.5}
+    role, n_prompts, n, s = calls[0]
+    assert (role, n_prompts, n, s.temperature, s.top_p, s.max_new_tokens) == ("solver", 2, 16, 0.6, 0.95, 3072)
+    rep = json.loads((tmp_path / "eval_5.json").read_text())
+    assert rep["step"] == 5 and rep["benchmarks"]["rg:basic_arithmetic"]["pass@16"] == 0.5
