@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["zeroplay", "zeroplay.*"]),
-    package_data={"zeroplay.kernels": ["*.cc"]},  # compiled on first use (zeroplay/kernels/__init__.py)
+    package_data={"zeroplay.kernels": ["*.cc"], "zeroplay.games": ["data/*.jsonl"]},  # .cc: compiled on first use; .jsonl: knowledge bases
     install_requires=[
         "jax>=0.4.35",
         "flax>=0.10",
@@ -26,6 +26,8 @@ setup(
         "math-verify>=0.7",
         "tqdm>=4.66",
         "numpy>=1.26",
+        "sacrebleu>=2.3",  # R-Zero: BLEU distances between generated questions
+        "scipy>=1.10",  # R-Zero: agglomerative clustering of those distances
         "reasoning-gym>=0.1.25",  # rg:<task> evaluation sets (zeroplay.eval)
         "matplotlib>=3.8",  # zeroplay.plot
     ],
