@@ -228,8 +228,10 @@ def run_config(name: str, arg, *, game: dict, roles: dict, train: dict, teacher:
     policy = dict(
         model=dict(name="smollm2-135m-instruct", dtype="float32", param_dtype="float32", scan_layers=True,
                    remat="none", shape=None, tokenizer=None),
+        # micro-batches of 8 rows and a chunked LM head: SmolLM2's 49152-entry vocabulary at full
+        # logits over 16 x 256 tokens took 11 GB of host memory in one update.
         train=dict(dict(lr=3e-6, schedule="constant", grad_clip=1.0, clip_low=0.2, clip_high=0.2, kl_coef=0.0,
-                        aggregation="token_mean", entropy_coef=0.0), **train),
+                        aggregation="token_mean", entropy_coef=0.0, micro_batch=8, logprob_chunk=128), **train),
         sampling=dict(dict(max_new_tokens=128, temperature=1.0, top_p=1.0, top_k=0, max_prompt_tokens=256),
                       **(sampling or {})))
     if teacher is not None:
@@ -248,6 +250,8 @@ def run_config(name: str, arg, *, game: dict, roles: dict, train: dict, teacher:
         p.model.shape = dict(TINY_SHAPE)
         p.model.tokenizer = "byte"
         p.train.lr = 1e-3
+        p.train.micro_batch = None
+        p.train.logprob_chunk = None
         p.sampling.max_new_tokens = 16
         p.sampling.max_prompt_tokens = 512
         c.game.update(dict(questions_per_step=2, samples=2, size=16, **(tiny_game or {})))
