@@ -299,6 +299,7 @@ def _cli(workdir, *, kill_after_row=None):
     return proc.returncode, out
 
 
+@pytest.mark.slow  # two CLI runs: about 2.5 minutes on the 2-core CPU
 def test_resume_after_sigkill_restores_the_teacher(tmp_path):
     workdir = str(tmp_path / "run")
     rc, out = _cli(workdir, kill_after_row=1)
