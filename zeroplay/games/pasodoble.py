@@ -206,7 +206,7 @@ def load_passages(path: str | None = None) -> list[str]:
 def role_prompt(system: str, user: str, ctx: Context, *, chat: bool = True, think: bool = True) -> list[int]:
     """The prompt ids: the system text and the user text as one user message (chat template when
     the tokenizer has one), then "<think>\\n" when `think`."""
-    body = f"{system}\n\n{user}"
+    body = f"{system}\n\n{user}" if system else user
     ids = list(ctx.chat(body)) if chat and ctx.chat is not None else list(ctx.encode(body + "\n"))
     if think:
         ids += list(ctx.encode("<think>\n"))
