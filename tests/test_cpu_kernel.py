@@ -1,5 +1,8 @@
 """The fused CPU decode kernel (zeroplay/kernels/cpu_decode.cc) against the XLA decode step, and
-how the sampler chooses, builds and falls back from it."""
+how the sampler chooses, builds and falls back from it (tests/test_cpu_kernel_race.py: its thread
+team under stress and ThreadSanitizer)."""
+import platform
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +14,10 @@ from zeroplay.sampling import cpu_decode, generate
 from zeroplay.sampling.decode_step import decode_step, head_kernel, split_cache, unstack_layers
 from zeroplay.sampling.logits_processing import SamplingMode
 from zeroplay.sampling.sampler import _Programs
+
+needs_kernel = pytest.mark.skipif(not kernels.cpu_decode_available(),
+                                  reason=f"CPU kernel unavailable: {kernels.cpu_decode_unavailable_reason()}")
+needs_compiler = pytest.mark.skipif(kernels._compiler() is None, reason="no C++ compiler")
 
 STEP_REL_TOL = 1e-5  # max |kernel - xla| <= tol * max |xla logit|, float32
 
@@ -28,6 +35,7 @@ def noisy_params(cfg, seed):
 # Batch sizes cover every row-tile split of the kernel (1-6 rows, 4 + 4, 5 + 4, groups of 8
 # tiles past 48 rows); vocab 203 and FFN 136 leave partial 16-column panels; K = 136 and 96 are
 # not multiples of the 128-row K block.
+@needs_kernel
 @pytest.mark.parametrize("batch", [1, 5, 8, 9, 13, 50])
 def test_kernel_step_equals_xla_step(batch):
     model, params = noisy_params(CFG, 3)
@@ -49,6 +57,7 @@ def test_kernel_step_equals_xla_step(batch):
         np.testing.assert_allclose(v[i], rv, atol=1e-5)
 
 
+@needs_kernel
 def test_pack_layouts():
     w = jnp.asarray(np.random.RandomState(0).randn(2, 5, 37).astype(np.float32))
     panels = np.asarray(jax.jit(cpu_decode._panels)(w))
@@ -64,6 +73,7 @@ def test_pack_layouts():
     np.testing.assert_array_equal(gu[:, 1, :, 8:], np.asarray(u)[:, :, 8:16])
 
 
+@needs_kernel
 def test_generate_same_with_and_without_kernel():
     model, params = noisy_params(CFG, 5)
     rs = np.random.RandomState(0)
@@ -76,6 +86,7 @@ def test_generate_same_with_and_without_kernel():
     np.testing.assert_allclose(cpu.logprobs, xla.logprobs, atol=1e-5)
 
 
+@needs_kernel
 def test_decode_kernel_choice_and_fallback(monkeypatch):
     assert cpu_decode.use_cpu_kernel("auto", CFG, None)
     assert not cpu_decode.use_cpu_kernel("xla", CFG, None)
@@ -94,6 +105,7 @@ def test_decode_kernel_choice_and_fallback(monkeypatch):
         cpu_decode.use_cpu_kernel("cpu", CFG, None)
 
 
+@needs_compiler
 def test_build_failure_is_one_line(tmp_path, monkeypatch):
     bad = tmp_path / "broken.cc"
     bad.write_text("this is not C++\n")
@@ -102,9 +114,76 @@ def test_build_failure_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="compiling broken.cc failed") as err:
         kernels._build(kernels._compiler())
     assert "\n" not in str(err.value)
-    assert list((tmp_path / "cache" / "kernels").iterdir()) == []  # no half-written library left
+    left = [p.name for p in (tmp_path / "cache" / "kernels").iterdir()]
+    assert len(left) == 1 and left[0].endswith(".failed")  # the cached reason; no half-written library
 
 
+def _fake_compiler(tmp_path, code: int = 1):
+    """A 'compiler' that logs each run and fails (or succeeds without output with code 0)."""
+    log = tmp_path / "cxx.log"
+    cxx = tmp_path / "fake-c++"
+    cxx.write_text(f"#!/bin/sh\necho run >> {log}\necho 'fake.cc:1:1: error: no compiler here' >&2\nexit {code}\n")
+    cxx.chmod(0o755)
+    return str(cxx), log
+
+
+def test_build_failure_cached_per_key(tmp_path, monkeypatch):
+    cxx, log = _fake_compiler(tmp_path)
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("ZEROPLAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZEROPLAY_CPU_KERNEL", raising=False)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for attempt in range(3):  # each a fresh process as far as the loader knows
+        monkeypatch.setattr(kernels, "_STATE", {})
+        assert not kernels.cpu_decode_available()
+        why = kernels.cpu_decode_unavailable_reason()
+        assert why.startswith("compiling cpu_decode.cc failed: fake.cc:1:1: error: no compiler here"), why
+        assert (attempt > 0) == ("cached: delete" in why)
+    assert log.read_text().count("run") == 1  # compiled once; later processes read the marker
+    markers = list((tmp_path / "cache" / "kernels").glob("cpu_decode-*.failed"))
+    assert len(markers) == 1 and "\n" not in markers[0].read_text().strip()
+    # Another compiler is another key: tried afresh. ZEROPLAY_CPU_KERNEL=rebuild retries this one.
+    (tmp_path / "other").mkdir()
+    other, other_log = _fake_compiler(tmp_path / "other")
+    monkeypatch.setenv("CXX", other)
+    monkeypatch.setattr(kernels, "_STATE", {})
+    assert not kernels.cpu_decode_available() and other_log.read_text().count("run") == 1
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("ZEROPLAY_CPU_KERNEL", "rebuild")
+    monkeypatch.setattr(kernels, "_STATE", {})
+    assert not kernels.cpu_decode_available() and log.read_text().count("run") == 2
+
+
+def test_no_compiler_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernels, "_compiler", lambda: None)
+    monkeypatch.setenv("ZEROPLAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZEROPLAY_CPU_KERNEL", raising=False)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for attempt in range(2):
+        monkeypatch.setattr(kernels, "_STATE", {})
+        assert not kernels.cpu_decode_available()
+        assert kernels.cpu_decode_unavailable_reason().startswith("no C++ compiler found (set CXX)")
+    assert len(list((tmp_path / "cache" / "kernels").glob("cpu_decode-*.failed"))) == 1
+
+
+@pytest.mark.parametrize("why", ["off", "arm"])
+def test_disabled_or_not_x86_never_builds(tmp_path, monkeypatch, why):
+    cxx, log = _fake_compiler(tmp_path)
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("ZEROPLAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(kernels, "_STATE", {})
+    if why == "off":
+        monkeypatch.setenv("ZEROPLAY_CPU_KERNEL", "off")
+    else:
+        monkeypatch.delenv("ZEROPLAY_CPU_KERNEL", raising=False)
+        monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert not kernels.cpu_decode_available()
+    assert kernels.cpu_decode_unavailable_reason() == (
+        "disabled by ZEROPLAY_CPU_KERNEL" if why == "off" else "needs x86-64 with AVX2 and FMA, this is aarch64")
+    assert not log.exists() and not (tmp_path / "cache").exists()  # no compiler run, nothing written
+
+
+@needs_kernel
 def test_packed_weights_reused_while_params_live():
     model, params = noisy_params(CFG, 7)
     progs = _Programs(model, SamplingMode(greedy=True), 1, None, None, kernel=True)

@@ -8,7 +8,16 @@ second process or a kill never leaves half a library. Nothing is downloaded.
 
 Where the kernel cannot be had (not x86-64 with AVX2 and FMA, no compiler, a failed build, or
 `ZEROPLAY_CPU_KERNEL=off`), `cpu_decode_available()` is False with the reason in
-`cpu_decode_unavailable_reason()`, and callers use their XLA path.
+`cpu_decode_unavailable_reason()`, and callers use their XLA path. `ZEROPLAY_CPU_KERNEL=off` and a
+machine that is not x86-64 never look for a compiler. A build that fails (no compiler, or the
+compiler exits with an error) leaves a marker next to where the library would be, keyed the same
+way and holding the one-line reason, so later processes give the same answer without compiling
+again; a new source, compiler, flag set or jax version is a new key and is tried afresh, and
+deleting the marker (or `ZEROPLAY_CPU_KERNEL=rebuild`) retries. A timeout is not cached.
+
+Threads: the kernel runs on its own team, the caller plus one worker per further CPU this process
+may use (`sched_getaffinity`); `ZEROPLAY_CPU_KERNEL_THREADS=N` sets the team size (read once per
+process).
 """
 from __future__ import annotations
 
@@ -44,24 +53,64 @@ def _compiler() -> str | None:
     return None
 
 
-def _build(cxx: str) -> Path:
+def _key(cxx: str | None) -> str:
     import jax
+
+    return hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS + [cxx or "<no compiler>", jax.__version__]).encode()
+                          ).hexdigest()[:16]
+
+
+def _failed(key: str, reason: str) -> RuntimeError:
+    """Records a build failure for `key` (atomically; best effort) and returns the error to raise."""
+    marker = _cache_dir() / f"cpu_decode-{key}.failed"
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".failed", dir=marker.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(reason + "\n")
+        os.replace(tmp, marker)
+    except OSError:
+        pass
+    return RuntimeError(reason)
+
+
+def _cached_failure(key: str) -> str | None:
+    marker = _cache_dir() / f"cpu_decode-{key}.failed"
+    if os.environ.get("ZEROPLAY_CPU_KERNEL", "").lower() == "rebuild":
+        marker.unlink(missing_ok=True)
+        return None
+    try:
+        reason = marker.read_text().strip()
+    except OSError:
+        return None
+    return f"{reason} (cached: delete {marker} to retry)"
+
+
+def _build(cxx: str | None) -> Path:
     import jax.ffi
 
-    include = jax.ffi.include_dir()
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS + [cxx, jax.__version__]).encode()).hexdigest()[:16]
+    key = _key(cxx)
     out = _cache_dir() / f"cpu_decode-{key}.so"
     if out.exists():
         return out
+    cached = _cached_failure(key)
+    if cached:
+        raise RuntimeError(cached)
+    if cxx is None:
+        raise _failed(key, "no C++ compiler found (set CXX)")
+    include = jax.ffi.include_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([cxx, *_FLAGS, f"-I{include}", str(_SOURCE), "-o", tmp],
-                              capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run([cxx, *_FLAGS, f"-I{include}", str(_SOURCE), "-o", tmp],
+                                  capture_output=True, text=True, timeout=300)
+        except OSError as e:  # vanished or not executable
+            raise _failed(key, f"compiling {_SOURCE.name} failed: cannot run {cxx}: {e.strerror or e}") from None
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.splitlines()[-1:]
-            raise RuntimeError(f"compiling {_SOURCE.name} failed: {lines[0] if lines else proc.returncode}")
+            raise _failed(key, f"compiling {_SOURCE.name} failed: {lines[0] if lines else proc.returncode}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -70,14 +119,11 @@ def _build(cxx: str) -> Path:
 
 
 def _load() -> None:
-    if os.environ.get("ZEROPLAY_CPU_KERNEL", "").lower() in ("0", "off", "false", "no"):
+    if os.environ.get("ZEROPLAY_CPU_KERNEL", "").lower() in ("0", "off", "false", "no"):  # before any build
         raise RuntimeError("disabled by ZEROPLAY_CPU_KERNEL")
     if platform.machine().lower() not in ("x86_64", "amd64"):
         raise RuntimeError(f"needs x86-64 with AVX2 and FMA, this is {platform.machine()}")
-    cxx = _compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (set CXX)")
-    lib = ctypes.CDLL(str(_build(cxx)))
+    lib = ctypes.CDLL(str(_build(_compiler())))
     if not lib.zp_cpu_supported():
         raise RuntimeError("this CPU lacks AVX2 or FMA")
     import jax.ffi

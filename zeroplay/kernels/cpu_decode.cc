@@ -42,9 +42,44 @@ constexpr int kPrefetch = 64;  // panel rows (64-byte lines, 4 KB) fetched ahead
 constexpr int kRows = 6;    // rows per register tile: 6 x 2 accumulators + 2 weights + 1 broadcast
 
 // ------------------------------------------------------------------------------------------
-// Thread team: the caller plus persistent workers that claim work items from a shared counter.
-// The counter holds (generation << 32 | next item), so a worker that wakes late can never claim
-// an item of a later job; workers spin briefly between jobs, then sleep on a condition variable.
+// Thread team: the caller plus persistent workers that claim the items of a job one at a time.
+//
+// Correctness (the previous team read the job's item count as a plain field after loading the
+// claim counter; a worker of job g that loaded g's exhausted counter and then read job g+1's
+// larger count, before Run(g+1) stored the new counter, claimed item n_g of g+1 and ran it with
+// g+1's fn/ctx, once more than it should and unseen by g+1's own count: an item run twice, and
+// Run returning while an item still ran). The rules that make this one right:
+//  1. The only thing a worker reads before it owns an item is one atomic word,
+//     job_ = (generation << 32 | items not yet claimed). A claim is a CAS that lowers the low half
+//     while the high half still holds the generation the worker is working on, so it can claim
+//     only from that job and only while the job has unclaimed items: never across jobs.
+//  2. Run writes the descriptor (fn_, ctx_, n_) and resets done_ before it publishes job_ with a
+//     release store; a successful claim is an acquire RMW on job_, so it sees that descriptor.
+//  3. A claimer reads fn_/ctx_/n_ only after its claim and before it counts its items done. Until
+//     then done_ < n and Run(g) cannot return, so Run(g + 1) cannot have rewritten them: its
+//     writes come after Run(g)'s acquire load of the final done_, which synchronises with every
+//     claimer's release increment (the increments form one release sequence).
+//  4. done_ = (generation << 32 | items finished) and Run(g) waits for exactly (g << 32 | n).
+//     Only items claimed in g are added, by their claimers, before Run(g) can return, so a late
+//     worker cannot add to another job's count, and Run never returns while an item runs.
+//  5. ctx is dereferenced only by fn on a claimed item, so never after Run returns: a worker that
+//     arrives late touches only job_ (its CAS fails or sees no items) and the team's own fields.
+//  6. One job at a time: callers take call_mutex_ with try_lock; a second concurrent caller, a
+//     call from inside an item (nested), or a forked child (pthread_atfork: the workers are gone
+//     there) runs its items itself, serially.
+//  7. ABA on job_ would need a worker to stall between its load and its CAS while exactly 2^32
+//     further jobs run.
+// Waiting (workers for the next job, the caller for the last items of its job): spin 20 us, then
+// give the core away with sched_yield until 200 us, then sleep on a condition variable (the spin
+// and yield times: ZEROPLAY_CPU_KERNEL_SPIN_US / _YIELD_US). So an idle team leaves the cores to
+// other processes (the verifier pools) within a fraction of a millisecond, and a caller whose
+// worker was preempted mid-item no longer spins on its core meanwhile, while the back-to-back jobs
+// of one decode step (gaps of microseconds) still find the workers awake. The sleeper counts
+// and the state they wait on are seq_cst on both sides (Dekker): a notifier either sees the
+// sleeper registered or the sleeper's predicate sees the new state, so no wake-up is lost.
+// Checked by tests/test_cpu_kernel_race.py: tests/cpu_team_stress.cc drives this team with random
+// preemptions (and under ThreadSanitizer), and the decode step must be bitwise repeatable with
+// more threads than cores.
 // ------------------------------------------------------------------------------------------
 using TaskFn = void (*)(const void* ctx, int item);
 
@@ -59,91 +94,127 @@ class Team {
 
   // Runs fn(ctx, i) for i in [0, n) on the team; returns when all have finished.
   void Run(int n, TaskFn fn, const void* ctx) {
+    if (n <= 0) return;
+    if (workers_.empty() || n == 1 || in_job_ || forked_.load(std::memory_order_relaxed)) return Serial(n, fn, ctx);
     std::unique_lock<std::mutex> solo(call_mutex_, std::try_to_lock);
-    if (workers_.empty() || forked_ || n <= 1 || !solo.owns_lock()) {  // or another caller has it
-      for (int i = 0; i < n; ++i) fn(ctx, i);
-      return;
-    }
+    if (!solo.owns_lock()) return Serial(n, fn, ctx);  // another caller has the team
+    const uint64_t gen = ((job_.load(std::memory_order_relaxed) >> 32) + 1) & kLow;
     fn_ = fn;
     ctx_ = ctx;
     n_ = n;
-    done_.store(0, std::memory_order_relaxed);
-    const uint64_t gen = gen_.load(std::memory_order_relaxed) + 1;
-    next_.store(gen << 32, std::memory_order_relaxed);
-    gen_.store(gen, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    done_.store(gen << 32, std::memory_order_relaxed);
+    job_.store(gen << 32 | static_cast<uint32_t>(n), std::memory_order_seq_cst);  // publish (release)
+    if (idle_workers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
+    in_job_ = true;
     Work(gen);
-    while (done_.load(std::memory_order_acquire) < n) _mm_pause();
+    const uint64_t target = gen << 32 | static_cast<uint32_t>(n);
+    Await([&] { return done_.load(std::memory_order_seq_cst) == target; }, caller_sleeping_, finished_);
+    in_job_ = false;
   }
 
  private:
+  static constexpr uint64_t kLow = 0xffffffffu;
+
   Team() {
     // A forked child has only the forking thread: the team's workers are gone, so run serially.
-    pthread_atfork(nullptr, nullptr, [] { Team::Get().forked_ = true; });
+    pthread_atfork(nullptr, nullptr, [] { Team::Get().forked_.store(true, std::memory_order_relaxed); });
     int n = CountCpus();
     if (const char* env = std::getenv("ZEROPLAY_CPU_KERNEL_THREADS")) n = std::max(1, std::atoi(env));
+    if (const char* env = std::getenv("ZEROPLAY_CPU_KERNEL_SPIN_US")) spin_ = std::chrono::microseconds(std::atoi(env));
+    if (const char* env = std::getenv("ZEROPLAY_CPU_KERNEL_YIELD_US")) yield_ = std::chrono::microseconds(std::atoi(env));
     for (int i = 1; i < n; ++i) workers_.emplace_back([this] { Loop(); });
     for (auto& t : workers_) t.detach();
   }
 
+  // The CPUs this process may run on (taskset, cgroup cpusets), not the machine's.
   static int CountCpus() {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
     return std::max(1u, std::thread::hardware_concurrency());
   }
 
+  static void Serial(int n, TaskFn fn, const void* ctx) {
+    for (int i = 0; i < n; ++i) fn(ctx, i);
+  }
+
+  // Claims and runs items of generation `gen` until it has none left (rules 1-4 above).
   void Work(uint64_t gen) {
-    int count = 0;
-    for (;;) {
-      uint64_t cur = next_.load(std::memory_order_acquire);
-      int item;
-      do {
-        if ((cur >> 32) != gen) goto out;
-        item = static_cast<int>(cur & 0xffffffffu);
-        if (item >= n_) goto out;
-      } while (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel));
-      fn_(ctx_, item);
+    TaskFn fn = nullptr;
+    const void* ctx = nullptr;
+    int n = 0, count = 0;
+    uint64_t cur = job_.load(std::memory_order_acquire);
+    while ((cur >> 32) == gen && (cur & kLow) != 0) {
+      if (!job_.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      if (count == 0) fn = fn_, ctx = ctx_, n = n_;  // ours to read now: job gen cannot end before we count
+      fn(ctx, n - static_cast<int>(cur & kLow));  // items in order: the first claim takes item 0
       ++count;
+      cur = job_.load(std::memory_order_acquire);
     }
-  out:
-    if (count) done_.fetch_add(count, std::memory_order_release);
+    if (count == 0) return;
+    const uint64_t target = gen << 32 | static_cast<uint32_t>(n);
+    if (done_.fetch_add(count, std::memory_order_seq_cst) + count == target &&
+        caller_sleeping_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      finished_.notify_all();
+    }
   }
 
   void Loop() {
-    uint64_t seen = gen_.load(std::memory_order_acquire);
+    in_job_ = true;  // a worker's items run any nested ParallelFor serially
+    uint64_t seen = job_.load(std::memory_order_acquire) >> 32;
     for (;;) {
-      auto start = std::chrono::steady_clock::now();
-      uint64_t gen;
-      int spins = 0;
-      while ((gen = gen_.load(std::memory_order_acquire)) == seen) {
-        _mm_pause();
-        if (++spins % 256 == 0 &&
-            std::chrono::steady_clock::now() - start > std::chrono::microseconds(200)) {
-          sleepers_.fetch_add(1, std::memory_order_seq_cst);
-          std::unique_lock<std::mutex> lock(sleep_mutex_);
-          wake_.wait(lock, [&] { return gen_.load(std::memory_order_seq_cst) != seen; });
-          sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-          start = std::chrono::steady_clock::now();
-        }
-      }
+      uint64_t gen = seen;
+      Await([&] { return (gen = job_.load(std::memory_order_seq_cst) >> 32) != seen; }, idle_workers_, wake_);
       seen = gen;
       Work(gen);
     }
   }
 
+  // Waits until ready(): spins, then yields the core, then sleeps on cv counted in `sleepers`.
+  template <class Ready>
+  void Await(const Ready& ready, std::atomic<int>& sleepers, std::condition_variable& cv) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0; !ready(); ++spins) {
+      if (spins < 64) {
+        _mm_pause();
+        continue;
+      }
+      spins = 0;
+      const auto waited = std::chrono::steady_clock::now() - start;
+      if (waited < spin_) continue;
+      if (waited >= spin_ + yield_) {
+        sleepers.fetch_add(1, std::memory_order_seq_cst);
+        {
+          std::unique_lock<std::mutex> lock(sleep_mutex_);
+          cv.wait(lock, ready);
+        }
+        sleepers.fetch_sub(1, std::memory_order_seq_cst);
+        return;
+      }
+      sched_yield();
+      spins = 64;  // while yielding, look at the clock after every yield
+    }
+  }
+
   std::vector<std::thread> workers_;
   std::mutex call_mutex_, sleep_mutex_;
-  std::condition_variable wake_;
-  std::atomic<uint64_t> gen_{0}, next_{0};
-  std::atomic<int> done_{0}, sleepers_{0};
+  std::condition_variable wake_, finished_;
+  alignas(64) std::atomic<uint64_t> job_{0};  // generation << 32 | items not yet claimed
+  alignas(64) std::atomic<uint64_t> done_{0};  // generation << 32 | items finished
+  std::atomic<int> idle_workers_{0}, caller_sleeping_{0};
+  std::atomic<bool> forked_{false};
+  std::chrono::microseconds spin_{20}, yield_{180};  // waiting: spin, then yield, then sleep
+  // The job's descriptor: written by Run before it publishes job_, read by claimers (rule 3).
   TaskFn fn_ = nullptr;
   const void* ctx_ = nullptr;
   int n_ = 0;
-  bool forked_ = false;
+  static thread_local bool in_job_;  // this thread is running a job (worker, or caller inside Run)
 };
+
+thread_local bool Team::in_job_ = false;
 
 template <class F>
 void ParallelFor(int n, const F& f) {
