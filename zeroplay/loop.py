@@ -211,7 +211,7 @@ class Sampler:
                                eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
                                mesh=self.mesh if self.mesh.size > 1 else None, rules=self.cfg.rules, **stats)
                 for i in range(res.tokens.shape[0]):
-                    row = []
+                    prompt, row = prompts[lo + i], []
                     for g in range(n):
                         k = int(res.lengths[i, g])
                         toks = [int(t) for t in res.tokens[i, g, :k]]
@@ -219,7 +219,8 @@ class Sampler:
                                  for name in ("entropy", "self_certainty") if stats}
                         row.append(Completion(tokens=toks, logprobs=np.asarray(res.logprobs[i, g, :k], np.float32),
                                               text=self.tok.decode(toks, skip_special_tokens=True),
-                                              finished=bool(k and toks[-1] in self.eos), **extra))
+                                              finished=bool(k and toks[-1] in self.eos), prompt=prompt,
+                                              **extra))
                     out.append(row)
         return out
 
@@ -532,7 +533,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
 
 
 def sample_requests(requests: Sequence[Request], sample, cfg: RunConfig) -> list[list[Completion]]:
-    """Every request sampled: one sampler call per (role, n), prompts in request order. A prompt
+    """Every request sampled: one sampler call per (role, n, sampling), in request order. A prompt
     longer than its policy's `sampling.max_prompt_tokens` is cut from the left here, in the
     request itself, so that the episode trains on exactly the prompt that was sampled."""
     out: list = [None] * len(requests)
@@ -541,9 +542,9 @@ def sample_requests(requests: Sequence[Request], sample, cfg: RunConfig) -> list
         cap = cfg.policies[cfg.policy_of(r.role)].sampling.max_prompt_tokens
         if len(r.prompt) > cap:
             r.prompt = list(r.prompt)[-cap:]
-        groups[(r.role, r.n)].append(i)
-    for (role, n), idx in groups.items():
-        for i, comps in zip(idx, sample(role, [requests[i].prompt for i in idx], n, None)):
+        groups[(r.role, r.n, r.sampling)].append(i)
+    for (role, n, sampling), idx in groups.items():
+        for i, comps in zip(idx, sample(role, [requests[i].prompt for i in idx], n, sampling)):
             out[i] = comps
     return out
 

@@ -44,6 +44,7 @@ class Request:
     prompt: list[int]
     n: int = 1
     meta: dict = dataclasses.field(default_factory=dict)
+    sampling: Sampling | None = None  # None: the role's configured sampling
 
 
 @dataclasses.dataclass
@@ -57,6 +58,7 @@ class Completion:
     # (model's own distribution, before temperature): entropy H(p) and self-certainty KL(U || p).
     entropy: np.ndarray | None = None
     self_certainty: np.ndarray | None = None
+    prompt: list[int] | None = None  # the prompt as sampled (cut from the left to the role's cap)
 
 
 @dataclasses.dataclass
