@@ -37,6 +37,7 @@ import numpy as np
 from zeroplay.checkpoint import Checkpointer, abstract_like, trim_jsonl
 from zeroplay.games import Completion, Context, Episode, Request, Sampling, make_game
 from zeroplay.games.base import Game
+from zeroplay.metrics_writer import MetricsWriter
 from zeroplay.parallel.placement import batch_divisor
 from zeroplay.rl import advantages as adv_lib
 from zeroplay.rl.train_step import create_state, make_train_step
@@ -451,6 +452,12 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.loop.keep_checkpoints,
                         save_interval_steps=1, async_save=cfg.loop.async_checkpoint)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    if evaluator is None and cfg.loop.eval_benchmarks:
+        from zeroplay.evaluation import loop_evaluator
+
+        evaluator = loop_evaluator(list(cfg.loop.eval_benchmarks), cfg.loop.eval_protocol,
+                                   cfg.loop.eval_limit or None, role=cfg.loop.eval_role,
+                                   report_dir=os.path.join(workdir, "eval"))
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(cfg.raw, f, indent=1, default=str)
 
@@ -485,6 +492,12 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
             game_state = game.init_state(context(0, rng))
     bar.update(start)
     rows = []
+    writer = MetricsWriter(workdir)
+    if start == 0 and evaluator is not None and cfg.loop.eval_at_start:
+        with timer("eval"):
+            row = {"step": 0, **{f"eval/{k}": float(v) for k, v in evaluator(0, context(0, rng)).items()}}
+        writer.write(row)
+        rows.append(row)
     try:
         with _Signals() as signals:
             for step in range(start + 1, cfg.steps + 1):
@@ -508,7 +521,8 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh))
                 game_state, actions = game.after_step(game_state, step, metrics)
                 metrics.update(apply_actions(actions, policies, cfg))
-                if cfg.loop.eval_every and evaluator is not None and step % cfg.loop.eval_every == 0:
+                due = step == cfg.steps or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
+                if evaluator is not None and due:
                     with timer("eval"):
                         metrics.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})
                 last = step == cfg.steps or signals.stop
@@ -516,8 +530,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                     with timer("checkpoint"):
                         _save(ckpt, step, policies, game_state, rng, cfg, force=True)
                 row = {"step": step, **metrics, **timer.metrics(), "time/step": time.perf_counter() - t0}
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                writer.write(row)
                 rows.append(row)
                 rewards = [v for k, v in metrics.items() if k.endswith("/reward_mean")]
                 stage["reward"] = float(np.mean(rewards)) if rewards else float("nan")
@@ -529,6 +542,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     finally:
         ckpt.close()
         bar.close()
+        writer.close()
     return rows
 
 

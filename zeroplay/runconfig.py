@@ -119,7 +119,12 @@ class LoopSpec:
     checkpoint_every: int = 1  # steps between checkpoints (and always at the end / on a signal)
     keep_checkpoints: int = 2
     async_checkpoint: bool = True
-    eval_every: int = 0  # steps between evaluations through the evaluation hook; 0: never
+    eval_every: int = 0  # steps between evaluations (also after the last step); 0: only before / after
+    eval_benchmarks: tuple = ()  # zeroplay.eval names (gsm8k, rg:basic_arithmetic, ...); () : no evaluation
+    eval_protocol: str = "default"  # zeroplay.evaluation protocol (default, azr, cpmobius, ttrl)
+    eval_limit: int = 0  # items per benchmark; 0: all
+    eval_role: str = "solver"  # the role whose policy is evaluated
+    eval_at_start: bool = True  # evaluate the initial policy too (a row with step 0)
     sample_batch: int = 64  # prompts per sampler call (rows = prompts x samples)
     train_row_multiple: int = 8  # train batches are padded to a multiple of this many rows
     train_len_multiple: int = 64  # ... and of this many tokens (fewer recompilations)

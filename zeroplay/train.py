@@ -24,6 +24,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Run directory (metric
 
 def summary(rows: list[dict]) -> str:
     """A short table of a run: steps, mean seconds per stage, per-role rewards first and last."""
+    evals = sorted({k for r in rows for k in r if k.startswith("eval/")})
+    rows_eval = [r for r in rows if any(k in r for k in evals)]
+    rows = [r for r in rows if r["step"] > 0]
     if not rows:
         return "no step ran (the workdir already holds every step of this config)"
     lines = [f"steps {rows[0]['step']}..{rows[-1]['step']}"]
@@ -36,6 +39,9 @@ def summary(rows: list[dict]) -> str:
     for k in keys:
         vals = [r[k] for r in rows if k in r]
         lines.append(f"  {k:<28} first {vals[0]:7.3f}   last {vals[-1]:7.3f}   mean {sum(vals) / len(vals):7.3f}")
+    for k in evals:
+        vals = [(r["step"], r[k]) for r in rows_eval if k in r]
+        lines.append(f"  {k:<28} " + "   ".join(f"step {st}: {v:.3f}" for st, v in vals))
     return "\n".join(lines)
 
 
