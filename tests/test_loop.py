@@ -112,9 +112,11 @@ def test_a_step_with_nothing_to_train_is_logged_and_skipped_and_the_eval_hook_ru
         return {"letters": 0.25}
 
     rows = loop.run(runconfig.parse(d), str(tmp_path), log=lambda s: None, evaluator=evaluator)
-    assert rows[0]["episodes_kept"] == 0
-    assert rows[0]["player/no_trainable_episodes"] == 1.0 and rows[0]["player/trained"] == 0.0
-    assert calls == [2] and "eval/letters" not in rows[0] and rows[1]["eval/letters"] == 0.25
+    assert rows[0] == {"step": 0, "eval/letters": 0.25}  # the initial policy, before any step
+    assert rows[1]["episodes_kept"] == 0
+    assert rows[1]["player/no_trainable_episodes"] == 1.0 and rows[1]["player/trained"] == 0.0
+    assert calls == [0, 2] and "eval/letters" not in rows[1] and rows[2]["eval/letters"] == 0.25
+    assert [r["step"] for r in _rows(str(tmp_path))] == [0, 1, 2]
 
 
 def test_batch_layout():

@@ -454,8 +454,10 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     if evaluator is None and cfg.loop.eval_benchmarks:
         from zeroplay.evaluation import loop_evaluator
+        from zeroplay.evaluation.protocols import resolve
 
-        evaluator = loop_evaluator(list(cfg.loop.eval_benchmarks), cfg.loop.eval_protocol,
+        protocol = resolve(cfg.loop.eval_protocol, max_new_tokens=cfg.loop.eval_max_new_tokens or None)
+        evaluator = loop_evaluator(list(cfg.loop.eval_benchmarks), protocol,
                                    cfg.loop.eval_limit or None, role=cfg.loop.eval_role,
                                    report_dir=os.path.join(workdir, "eval"))
     with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -123,6 +123,7 @@ class LoopSpec:
     eval_benchmarks: tuple = ()  # zeroplay.eval names (gsm8k, rg:basic_arithmetic, ...); () : no evaluation
     eval_protocol: str = "default"  # zeroplay.evaluation protocol (default, azr, cpmobius, ttrl)
     eval_limit: int = 0  # items per benchmark; 0: all
+    eval_max_new_tokens: int = 0  # 0: the protocol's
     eval_role: str = "solver"  # the role whose policy is evaluated
     eval_at_start: bool = True  # evaluate the initial policy too (a row with step 0)
     sample_batch: int = 64  # prompts per sampler call (rows = prompts x samples)
