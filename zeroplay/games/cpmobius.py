@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from zeroplay.games.base import Completion, Context, Episode, Game, Request, Sampling
-from zeroplay.games.pasodoble import role_prompt
+from zeroplay.games.pasodoble import role_prompt, sampled_prompt
 
 ROLES = ("coach", "player")
 COACH_PROMPT = "Generate a valid math problem."
@@ -246,12 +246,12 @@ class CPMobiusGame(Game):
                 break
             rounds += 1
             more = ctx.sample("coach", [self._coach_prompt(ctx)], s.groups - len(kept), Sampling())
-            instructions = [(self._coach_prompt(ctx), c) for c in more[0]]
+            instructions = [(sampled_prompt(c, self._coach_prompt(ctx)), c) for c in more[0]]
         pending = []
         for k, g in enumerate(kept):
             adv = grpo_advantages(g["rewards"])
             for c, r in zip(g["answers"], g["rewards"]):
-                episodes.append(Episode("player", g["prompt"], c, r, bucket=f"player/{k}"))
+                episodes.append(Episode("player", sampled_prompt(c, g["prompt"]), c, r, bucket=f"player/{k}"))
             a = mean_nonzero_advantage(adv.tolist(), [len(c.tokens) for c in g["answers"]])
             ins = g["instruction"]
             pending.append({"id": f"{ctx.step}/{k}", "prompt": list(g["coach_prompt"]), "tokens": list(ins.tokens),

@@ -213,6 +213,12 @@ def role_prompt(system: str, user: str, ctx: Context, *, chat: bool = True, thin
     return ids
 
 
+def sampled_prompt(c: Completion, prompt: Sequence[int]) -> list[int]:
+    """The prompt a nested sample was drawn from: as the sampler saw it (cut to the role's cap)
+    when it says so, else the one that was asked."""
+    return list(c.prompt) if getattr(c, "prompt", None) is not None else list(prompt)
+
+
 def _mean(xs) -> float:
     xs = list(xs)
     return float(sum(xs) / len(xs)) if xs else 0.0
@@ -345,7 +351,7 @@ class PasoDobleGame(Game):
             for k, p in enumerate(props):
                 for c, ok in zip(p.get("solver", []), p.get("correct", [])):
                     episodes.append(Episode(
-                        "solver", p["solver_prompt"], c, 1.0 if ok else 0.0, bucket=f"solver/{k}",
+                        "solver", sampled_prompt(c, p["solver_prompt"]), c, 1.0 if ok else 0.0, bucket=f"solver/{k}",
                         info={"train": p["in_band"], "skip": skip, "pass_rate": p["pass_rate"]}))
 
         new = dict(state)

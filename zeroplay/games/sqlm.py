@@ -20,7 +20,7 @@ import re
 from typing import Mapping, Sequence
 
 from zeroplay.games.base import Completion, Context, Episode, Game, Request, Sampling
-from zeroplay.games.pasodoble import after_think, role_prompt, solver_answer
+from zeroplay.games.pasodoble import after_think, role_prompt, sampled_prompt, solver_answer
 
 ROLES = ("proposer", "solver")
 TOPIC = "arithmetic: multiplication of three-digit numbers"
@@ -113,7 +113,8 @@ class SQLMGame(Game):
                 p["agree"], p["n"] = agree, len(comps)
                 agree_rates.append(agree / max(len(comps), 1))
                 for c, ok in zip(comps, matches):
-                    episodes.append(Episode("solver", p["prompt"], c, 1.0 if ok else 0.0, bucket=f"solver/{k}",
+                    episodes.append(Episode("solver", sampled_prompt(c, p["prompt"]), c, 1.0 if ok else 0.0,
+                                            bucket=f"solver/{k}",
                                             info={"label": label}))
         for p in props:
             p["reward"] = proposer_reward(p.get("agree", 0), p.get("n", s.solver_samples))
