@@ -1,4 +1,8 @@
-"""The rollout sampler against transformers `generate` and teacher forcing, plus its contracts."""
+"""The rollout sampler against transformers `generate` and teacher forcing, plus its contracts.
+
+Every behaviour test runs on both decode steps through the `decode_kernel` fixture (conftest.py):
+"xla", the XLA operations that GPUs and TPUs run, and "cpu", the fused CPU kernel (skipped with
+the reason where it cannot be built). Sharded meshes are XLA only (the kernel is one device)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,9 +84,7 @@ def teacher_forced(model, params, prompt, completions, width):
         logp
 
 
-@pytest.mark.parametrize("decode_kernel", ["xla", "cpu"])
 def test_greedy_matches_transformers_ragged(tiny, decode_kernel):
-    """Both decode steps: XLA operations (every backend) and the fused CPU kernel."""
     hf, model, params = tiny
     prompts = prompts_of([3, 17, 9, 30])
     out = generate(model, params, prompts, max_new_tokens=12, temperature=0, decode_kernel=decode_kernel)
@@ -94,12 +96,13 @@ def test_greedy_matches_transformers_ragged(tiny, decode_kernel):
     np.testing.assert_array_equal(out.lengths, 12)
 
 
-def test_greedy_eos_ends_completion(qwen2):
+def test_greedy_eos_ends_completion(qwen2, decode_kernel):
     hf, model, params = qwen2
     prompts = prompts_of([5, 11, 8], seed=3)
-    free = generate(model, params, prompts, max_new_tokens=10, temperature=0)
+    free = generate(model, params, prompts, max_new_tokens=10, temperature=0, decode_kernel=decode_kernel)
     eos = (int(free.tokens[0, 0, 3]), int(free.tokens[1, 0, 6]))  # two eos ids that will be hit
-    out = generate(model, params, prompts, max_new_tokens=10, temperature=0, eos_token_ids=eos)
+    out = generate(model, params, prompts, max_new_tokens=10, temperature=0, eos_token_ids=eos,
+                   decode_kernel=decode_kernel)
     for i, p in enumerate(prompts):
         ref = hf_greedy(hf, p, 10, eos=list(eos))
         n = int(out.lengths[i, 0])
@@ -112,11 +115,11 @@ def test_greedy_eos_ends_completion(qwen2):
 
 @pytest.mark.parametrize("kw", [dict(temperature=1.0), dict(temperature=0.7, top_k=20),
                                 dict(temperature=1.3, top_p=0.8), dict(temperature=1.0, top_k=40, top_p=0.9)])
-def test_sampled_logprobs_equal_teacher_forced(qwen2, kw):
+def test_sampled_logprobs_equal_teacher_forced(qwen2, kw, decode_kernel):
     _, model, params = qwen2
     prompts = prompts_of([4, 19], seed=5)
     out = generate(model, params, prompts, max_new_tokens=20, num_samples=3, rng=jax.random.PRNGKey(7),
-                   eos_token_ids=(5,), **kw)
+                   eos_token_ids=(5,), decode_kernel=decode_kernel, **kw)
     for i, p in enumerate(prompts):
         comps = [out.tokens[i, g, :int(out.lengths[i, g])].tolist() for g in range(3)]
         refs, logp = teacher_forced(model, params, p, comps, 20)
@@ -131,10 +134,11 @@ def test_sampled_logprobs_equal_teacher_forced(qwen2, kw):
                 assert (rows[np.arange(n), comp] >= kth).all()
 
 
-def test_samples_differ_seed_reproduces_rows_independent(qwen2):
+def test_samples_differ_seed_reproduces_rows_independent(qwen2, decode_kernel):
     _, model, params = qwen2
     a, b, c = prompts_of([6, 9, 13], seed=8)
-    kw = dict(max_new_tokens=16, num_samples=4, temperature=1.0, rng=jax.random.PRNGKey(3))
+    kw = dict(max_new_tokens=16, num_samples=4, temperature=1.0, rng=jax.random.PRNGKey(3),
+              decode_kernel=decode_kernel)
     out1 = generate(model, params, [a, b], **kw)
     rows = {tuple(r) for r in out1.tokens[0]}
     assert len(rows) == 4, "G samples of one prompt should differ at temperature 1"
@@ -148,18 +152,20 @@ def test_samples_differ_seed_reproduces_rows_independent(qwen2):
     assert not np.array_equal(out1.tokens, other.tokens)
 
 
-def test_fanout_rows_equal_single_sample_greedy(qwen2):
+def test_fanout_rows_equal_single_sample_greedy(qwen2, decode_kernel):
     _, model, params = qwen2
     prompts = prompts_of([7, 21], seed=9)
-    one = generate(model, params, prompts, max_new_tokens=8, temperature=0)
-    many = generate(model, params, prompts, max_new_tokens=8, num_samples=3, temperature=0)
+    one = generate(model, params, prompts, max_new_tokens=8, temperature=0, decode_kernel=decode_kernel)
+    many = generate(model, params, prompts, max_new_tokens=8, num_samples=3, temperature=0,
+                    decode_kernel=decode_kernel)
     np.testing.assert_array_equal(many.tokens, np.repeat(one.tokens, 3, axis=1))
     np.testing.assert_allclose(many.logprobs, np.repeat(one.logprobs, 3, axis=1), atol=1e-6)
 
 
-def test_no_recompile_within_bucket(qwen2):
+def test_no_recompile_within_bucket(qwen2, decode_kernel):
     _, model, params = qwen2
-    kw = dict(max_new_tokens=10, num_samples=2, temperature=1.0, top_k=7, rng=jax.random.PRNGKey(0))
+    kw = dict(max_new_tokens=10, num_samples=2, temperature=1.0, top_k=7, rng=jax.random.PRNGKey(0),
+              decode_kernel=decode_kernel)
     generate(model, params, prompts_of([5, 12, 3], seed=10), **kw)
     n0 = compile_count()
     # New prompts, counts and max_new_tokens inside the same buckets (16 tokens, 4 prompts, 16 new).
@@ -189,15 +195,15 @@ class CharTokenizer:
         return "".join(chr(ord("a") + int(t) % 26) for t in ids)
 
 
-def test_stop_strings_cut_after_first_match(qwen2):
+def test_stop_strings_cut_after_first_match(qwen2, decode_kernel):
     _, model, params = qwen2
     tok = CharTokenizer()
     prompts = prompts_of([6, 10], seed=16)
-    free = generate(model, params, prompts, max_new_tokens=40, temperature=0)
+    free = generate(model, params, prompts, max_new_tokens=40, temperature=0, decode_kernel=decode_kernel)
     text0 = tok.decode(free.tokens[0, 0])
     stop = text0[9:11]  # first occurs at or before characters 9-10
     out = generate(model, params, prompts, max_new_tokens=40, temperature=0, stop_strings=[stop], tokenizer=tok,
-                   stop_check_every=4)
+                   stop_check_every=4, decode_kernel=decode_kernel)
     n = int(out.lengths[0, 0])
     assert stop in tok.decode(out.tokens[0, 0, :n]) and stop not in tok.decode(out.tokens[0, 0, :n - 1])
     assert n == text0.index(stop) + len(stop) and n <= 11
@@ -218,9 +224,9 @@ def test_stop_strings_cut_after_first_match(qwen2):
     (dict(prompts=[[1, VOCAB]]), "outside"),
     (dict(temperature=-1.0), "temperature"),
 ])
-def test_bad_input_raises_before_compiling(qwen2, bad, match):
+def test_bad_input_raises_before_compiling(qwen2, bad, match, decode_kernel):
     _, model, params = qwen2
-    kw = dict(prompts=[[1, 2, 3]], max_new_tokens=20)
+    kw = dict(prompts=[[1, 2, 3]], max_new_tokens=20, decode_kernel=decode_kernel)
     kw.update(bad)
     n0 = compile_count()
     with pytest.raises(ValueError, match=match):
@@ -228,28 +234,40 @@ def test_bad_input_raises_before_compiling(qwen2, bad, match):
     assert compile_count() == n0
 
 
-def test_sharded_mesh_matches_single_device(qwen2):
+@pytest.fixture(scope="module")
+def mesh():
+    """One mesh for the module: the sampler's compiled programs are kept per mesh, so both
+    single-device references below reuse one compilation of the sharded programs."""
+    return make_mesh({"data": 2, "fsdp": 2, "tensor": 2})  # heads over tensor, rows over data x fsdp
+
+
+def test_sharded_mesh_matches_single_device(qwen2, mesh, decode_kernel):
+    """The sharded run is XLA (the kernel is one device, "auto" falls back to XLA on a mesh); the
+    single-device reference is each decode step."""
     _, model, params = qwen2
     assert len(jax.devices()) == 8
     prompts = prompts_of([5, 13, 8, 2], seed=17)
-    ref = generate(model, params, prompts, max_new_tokens=10, num_samples=2, temperature=0)
-    mesh = make_mesh({"data": 2, "fsdp": 2, "tensor": 2})  # heads over tensor, rows over data x fsdp
+    ref = generate(model, params, prompts, max_new_tokens=10, num_samples=2, temperature=0,
+                   decode_kernel=decode_kernel)
     out = generate(model, params, prompts, max_new_tokens=10, num_samples=2, temperature=0, mesh=mesh)
     np.testing.assert_array_equal(out.tokens, ref.tokens)
     np.testing.assert_allclose(out.logprobs, ref.logprobs, atol=1e-5)
-    sampled_ref = generate(model, params, prompts, max_new_tokens=10, num_samples=2, rng=jax.random.PRNGKey(2))
+    sampled_ref = generate(model, params, prompts, max_new_tokens=10, num_samples=2, rng=jax.random.PRNGKey(2),
+                           decode_kernel=decode_kernel)
     sampled = generate(model, params, prompts, max_new_tokens=10, num_samples=2, rng=jax.random.PRNGKey(2), mesh=mesh)
     np.testing.assert_array_equal(sampled.tokens, sampled_ref.tokens)
 
 
-def test_embedded_smollm2_greedy_matches_transformers():
+@pytest.fixture(scope="module")
+def smollm2():
+    """The embedded model, three chat prompts, and transformers' greedy completions of them (the
+    torch model is loaded once for both decode steps and released before they run)."""
     from zeroplay.models import EmbeddedModelMissing, embedded_dir, load_tokenizer
 
     try:
         path = embedded_dir()
     except EmbeddedModelMissing as e:
         pytest.skip(str(e))
-    model, params = load_pretrained("smollm2-135m-instruct")
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     prompts = chat_prompts(tokenizer, ["What is 2+3?", "Name a colour.",
                                        [{"role": "user", "content": "Write one word about the sea, then stop."}]],
@@ -257,10 +275,18 @@ def test_embedded_smollm2_greedy_matches_transformers():
     ref_ids = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."},
                                              {"role": "user", "content": "What is 2+3?"}],
                                             add_generation_prompt=True)["input_ids"]
-    assert prompts[0] == list(ref_ids)
-    assert len({len(p) for p in prompts}) == 3
-    out = generate(model, params, prompts, max_new_tokens=12, temperature=0)
     hf = transformers.AutoModelForCausalLM.from_pretrained(path).float().eval()
     hf.generation_config.eos_token_id = None
+    hf_out = [hf_greedy(hf, p, 12) for p in prompts]
+    del hf
+    model, params = load_pretrained("smollm2-135m-instruct")
+    return model, params, prompts, list(ref_ids), hf_out
+
+
+def test_embedded_smollm2_greedy_matches_transformers(smollm2, decode_kernel):
+    model, params, prompts, ref_ids, hf_out = smollm2
+    assert prompts[0] == ref_ids
+    assert len({len(p) for p in prompts}) == 3
+    out = generate(model, params, prompts, max_new_tokens=12, temperature=0, decode_kernel=decode_kernel)
     for i, p in enumerate(prompts):
-        assert out.tokens[i, 0].tolist() == hf_greedy(hf, p, 12), f"prompt {i}"
+        assert out.tokens[i, 0].tolist() == hf_out[i], f"prompt {i}"

@@ -41,12 +41,11 @@ def _cpu_step(cfg, kv_mask, slot):
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 @pytest.mark.parametrize("scan", [True, False])
-@pytest.mark.parametrize("impl", ["xla", "cpu"])
-def test_decode_step_matches_decoder_apply(family, scan, impl):
+def test_decode_step_matches_decoder_apply(family, scan, decode_kernel):
     """Both decode steps (XLA ops, and the fused CPU kernel) against the decoder's own apply."""
     cfg = CONFIGS[family].replace(scan_layers=scan)
-    if impl == "cpu":
-        assert cpu_decode.use_cpu_kernel("cpu", cfg, None)  # this machine must build and run it
+    if decode_kernel == "cpu":
+        assert cpu_decode.use_cpu_kernel("cpu", cfg, None)  # the kernel is available: this config must take it
     model, params = init_params(cfg, jax.random.PRNGKey(1))
     # Non-trivial norms and biases.
     leaves, tree = jax.tree.flatten(params)
@@ -61,7 +60,7 @@ def test_decode_step_matches_decoder_apply(family, scan, impl):
     positions = jnp.asarray([7, 3, 10], jnp.int32)
     ref, ref_cache = model.apply({"params": params}, tokens[:, None], positions=positions[:, None], cache=cache,
                                  cache_index=slot, kv_mask=kv_mask)
-    make = _xla_step if impl == "xla" else _cpu_step
+    make = _xla_step if decode_kernel == "xla" else _cpu_step
     logits, new_cache = jax.jit(make(cfg, kv_mask, slot))(params, cache, tokens, positions)
     ref = np.asarray(ref[:, 0])
     assert np.abs(np.asarray(logits) - ref).max() <= STEP_REL_TOL * np.abs(ref).max()
@@ -73,7 +72,7 @@ def test_decode_step_matches_decoder_apply(family, scan, impl):
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 @pytest.mark.parametrize("chunk_rows", [None, 24])
-def test_cpu_prefill_matches_decoder_apply(family, chunk_rows, monkeypatch):
+def test_cpu_prefill_matches_decoder_apply(family, chunk_rows, monkeypatch, cpu_kernel):
     """The kernel's prefill (T tokens per row in one call, or in chunks of slots) against the
     decoder's own prefill on ragged left-padded prompts: the last slot's logits, and the cache at
     every real token (padding slots are never read). 5 rows x 40 slots = 200 matmul rows, so the
