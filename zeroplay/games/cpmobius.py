@@ -138,7 +138,8 @@ def builtin_probe(size: int, seed: int) -> list[dict]:
     for _ in range(size):
         a, b, c = (int(x) for x in rng.integers(2, 50, size=3))
         op = int(rng.integers(3))
-        q, ans = ((f"{a} + {b} * {c}", a + b * c), (f"({a} - {b}) * {c}", (a - b) * c), (f"{a} * {b} - {c}", a * b - c))[op]
+        q, ans = ((f"{a} + {b} * {c}", a + b * c), (f"({a} - {b}) * {c}", (a - b) * c),
+                  (f"{a} * {b} - {c}", a * b - c))[op]
         out.append({"question": f"Compute {q}.", "answer": str(ans)})
     return out
 
@@ -221,7 +222,8 @@ class CPMobiusGame(Game):
         self._coach_trains[int(ctx.step)] = delta != 0
         episodes = []
         for p in state["pending"]:
-            reward = -1.0 if p["adv"] is None else coach_reward(delta, p["adv"]) * self.settings.coach_reward_scale / 100.0
+            scale = self.settings.coach_reward_scale / 100.0
+            reward = -1.0 if p["adv"] is None else coach_reward(delta, p["adv"]) * scale
             comp = Completion(tokens=list(p["tokens"]), logprobs=np.asarray(p["logprobs"], np.float32),
                               text=p["text"], finished=bool(p["finished"]))
             episodes.append(Episode("coach", list(p["prompt"]), comp, reward, bucket=f"coach/{p['id']}",

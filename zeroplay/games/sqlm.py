@@ -28,7 +28,8 @@ PROPOSER_PROMPT = (
     "You are playing a game with yourself. Write one new, self-contained math question about the topic below "
     "that has a single exact answer. It should be challenging but solvable. Write only the question, inside "
     "<question>...</question> tags, without the answer.\n\nTopic: {topic}")
-SOLVER_PROMPT = "Solve the following question. Reason step by step, and put your final answer within \\boxed{{}}.\n\n{question}"
+SOLVER_PROMPT = ("Solve the following question. Reason step by step, and put your final answer within "
+                 "\\boxed{{}}.\n\n{question}")
 
 _QUESTION_RE = re.compile(r"<question>(.*?)</question>", re.DOTALL)
 

@@ -92,7 +92,8 @@ def pythagoras():
 def circles():
     for r in (1, 2, 3, 5, 7, 10):
         yield "geometry", (
-            f"A circle of radius {r} has diameter {2 * r}, circumference 2 pi r = {2 * r} pi (about {2 * math.pi * r:.2f}) "
+            f"A circle of radius {r} has diameter {2 * r}, circumference 2 pi r = {2 * r} pi "
+            f"(about {2 * math.pi * r:.2f}) "
             f"and area pi r^2 = {r * r} pi (about {math.pi * r * r:.2f}). A sphere of the same radius has surface "
             f"area 4 pi r^2 = {4 * r * r} pi and volume (4/3) pi r^3 = {sp(4 * r ** 3, 3)} pi.")
 
@@ -113,7 +114,8 @@ def sequences():
     for a, r in ((1, 2), (3, 3), (2, 5), (5, 2)):
         n = 8
         yield "algebra", (
-            f"A geometric sequence starts at {a} with common ratio {r}: {a}, {a * r}, {a * r * r}, ... Its n-th term is "
+            f"A geometric sequence starts at {a} with common ratio {r}: {a}, {a * r}, {a * r * r}, ... "
+            f"Its n-th term is "
             f"a r^(n - 1), so the {n}th term is {a * r ** (n - 1)}, and the sum of the first n terms is "
             f"a (r^n - 1)/(r - 1), which for n = {n} is {a * (r ** n - 1) // (r - 1)}.")
 
@@ -152,9 +154,9 @@ def probability():
             f"{ways} of them, so its probability is {sp(ways, 36)}. The expected value of the sum is 7.")
     for n in (3, 4, 5):
         yield "probability", (
-            f"Tossing a fair coin {n} times gives 2^{n} = {2 ** n} equally likely sequences. The probability of exactly "
-            f"two heads is C({n}, 2)/2^{n} = {sp(math.comb(n, 2), 2 ** n)}, and the probability of at least one head "
-            f"is 1 - 1/2^{n} = {sp(2 ** n - 1, 2 ** n)}.")
+            f"Tossing a fair coin {n} times gives 2^{n} = {2 ** n} equally likely sequences. The probability "
+            f"of exactly two heads is C({n}, 2)/2^{n} = {sp(math.comb(n, 2), 2 ** n)}, and the probability "
+            f"of at least one head is 1 - 1/2^{n} = {sp(2 ** n - 1, 2 ** n)}.")
 
 
 def solids():
