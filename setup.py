@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["zeroplay", "zeroplay.*"]),
-    package_data={"zeroplay.kernels": ["*.cc"], "zeroplay.games": ["data/*.jsonl"]},  # .cc: compiled on first use; .jsonl: knowledge bases
+    # .cc: compiled on first use; .jsonl: the games' knowledge bases
+    package_data={"zeroplay.kernels": ["*.cc"], "zeroplay.games": ["data/*.jsonl"]},
     install_requires=[
         "jax>=0.4.35",
         "flax>=0.10",
@@ -34,7 +35,7 @@ setup(
     extras_require={
         # torch is the float32 reference in the parity tests; 2.13.0 exactly takes the CPU
         # wheel on the build machine, any other spec pulls a multi-GB CUDA build.
-        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10"],
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10", "ruff>=0.6"],
         "tb": ["tensorboard>=2.16"],  # TensorBoard event files next to metrics.jsonl (zeroplay.metrics_writer)
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],

@@ -6,7 +6,8 @@ The state is what a run checkpoints for one policy: float32 params of the embedd
 SmolLM2-135M-Instruct (random params of the same config when the package is missing), AdamW's two
 moments (non-zero, so nothing compresses to nothing), the step, an RNG key and a JSON host state.
 Side by side in the same process it measures the floors: a memory copy of the same bytes
-(bandwidth), Orbax's default zstd compression, and a raw `ndarray.tofile` / `np.fromfile` of every leaf into the same filesystem.
+(bandwidth), Orbax's default zstd compression, and a raw `ndarray.tofile` / `np.fromfile` of every leaf
+into the same filesystem.
 Each figure is the median of `--repeats` runs, each into a fresh directory.
 """
 from __future__ import annotations

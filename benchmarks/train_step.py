@@ -5,7 +5,8 @@
 Model FLOPs per step = 6 * params * tokens (forward + backward) + attention (QK^T and PV,
 2 * 2 * T * heads * head_dim per token and layer, x3 for the backward pass). MFU is those FLOPs
 over the step time, against the float32 matmul rate (2048^3, jitted) measured in the same run,
-taking the best rate seen in the run (conservative when other processes share the cores). A variant is `<dtype>-mb<micro_batch>[-c<chunk>]`.
+taking the best rate seen in the run (conservative when other processes share the cores).
+A variant is `<dtype>-mb<micro_batch>[-c<chunk>]`.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import pytest
 
 from zeroplay import loop, runconfig
 from zeroplay.checkpoint import Checkpointer
-from zeroplay.data import Question, load_questions, procedural_rephrasing
+from zeroplay.data import load_questions, procedural_rephrasing
 from zeroplay.games import co_rewarding, co_rewarding_i, intuitor, label_free as lf, make_game, rent, ttrl
 from zeroplay.games.base import Completion, Context
 from zeroplay.models import ModelConfig

@@ -19,18 +19,18 @@ def np_policy_loss(lp, old, adv, mask, ref=None, clip_low=0.2, clip_high=0.2, kl
     a = a[:, None] * np.ones((1, t)) if a.ndim == 1 else a
     r = np.exp(lp - old)
     s = -np.minimum(r * a, np.clip(r, 1 - clip_low, 1 + clip_high) * a)
-    l = s.copy()
+    per_tok = s.copy()
     if ref is not None:
         d = np.asarray(ref, np.float64) - lp
         kl = {"k1": -d, "k2": d ** 2 / 2, "k3": np.exp(d) - d - 1}[est]
-        l = l + kl_coef * kl
+        per_tok = per_tok + kl_coef * kl
     if ent is not None:
-        l = l - ent_coef * np.asarray(ent, np.float64)
+        per_tok = per_tok - ent_coef * np.asarray(ent, np.float64)
     if agg == "token_mean":
-        return (l * mask).sum() / max(mask.sum(), 1)
+        return (per_tok * mask).sum() / max(mask.sum(), 1)
     if agg == "seq_mean_token_mean":
-        return sum((l[i] * mask[i]).sum() / max(mask[i].sum(), 1) for i in range(b)) / b
-    return (l * mask).sum() / (b * (t if max_tokens is None else max_tokens))
+        return sum((per_tok[i] * mask[i]).sum() / max(mask[i].sum(), 1) for i in range(b)) / b
+    return (per_tok * mask).sum() / (b * (t if max_tokens is None else max_tokens))
 
 
 def make_inputs(seed=0, b=5, t=7):
