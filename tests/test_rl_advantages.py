@@ -82,3 +82,22 @@ def test_errors():
         A.compute("ppo", np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match=r"\[N\]"):
         A.grpo(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_token_weighted_trr_pp_matches_numpy_masked_whitening():
+    """AZR's TRR++: within each (task, role) bucket, veRL's masked whitening over every response
+    token (the reward repeated on each of a response's tokens): mean and variance weighted by length."""
+    rng = np.random.default_rng(3)
+    rewards = rng.choice([-1.0, -0.5, 0.25, 1.0], size=24)
+    buckets = rng.integers(0, 6, size=24)
+    lengths = rng.integers(1, 40, size=24).astype(np.float64)
+    got = np.asarray(A.reinforce_pp(rewards, buckets, weights=lengths, eps=1e-8))
+    want = np.zeros(24)
+    for b in np.unique(buckets):
+        idx = buckets == b
+        tokens = np.repeat(rewards[idx], lengths[idx].astype(int))  # one value per response token
+        want[idx] = (rewards[idx] - tokens.mean()) / np.sqrt(tokens.var() + 1e-8)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # Equal lengths: the unweighted REINFORCE++ whitening (ddof 0).
+    same = np.asarray(A.reinforce_pp(rewards, buckets, weights=np.full(24, 7.0), eps=1e-8))
+    np.testing.assert_allclose(same, np.asarray(A.reinforce_pp(rewards, buckets, eps=0.0)), rtol=1e-4, atol=1e-4)
