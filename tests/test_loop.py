@@ -164,3 +164,26 @@ def test_game_actions_snapshot_and_rollback_a_policy(tmp_path):
     assert not _equal(_params(str(tmp_path), 2, "coach"), _params(str(tmp_path), 1, "coach"))
     ckpt = Checkpointer(os.path.join(str(tmp_path), "checkpoints"), async_save=False)
     assert "snapshot/player" in ckpt.tree_names(2) and "snapshot/coach" not in ckpt.tree_names(2)
+
+
+def test_the_sampler_reads_each_policys_live_params_without_a_copy(monkeypatch):
+    """Two policies on one 8-device mesh: sampling either role re-places or copies no param (the
+    jitted sampler takes the live, already sharded training params as they are)."""
+    cfg = runconfig.parse(letters_game.tiny_config(steps=1))
+    mesh = loop.run_mesh(cfg)
+    assert mesh.size == jax.device_count() == 8
+    policies = loop.build_policies(cfg, mesh)
+    live = {id(x) for p in policies.values() for x in jax.tree.leaves(p.state.params)}
+    moved = []
+    real_put = jax.device_put
+
+    def spy(x, *a, **k):
+        moved.extend(jax.tree.leaves(x))
+        return real_put(x, *a, **k)
+
+    monkeypatch.setattr(jax, "device_put", spy)
+    sampler = loop.Sampler(cfg, policies, loop.load_tokenizer_for(cfg.policies["player"]), mesh, loop.StageTimer())
+    for role in ("solver", "proposer"):
+        out = sampler(role, [[5, 6, 7], [8, 9]], 2)
+        assert len(out) == 2 and all(len(g) == 2 for g in out)
+    assert not [x for x in moved if id(x) in live]
