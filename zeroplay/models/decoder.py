@@ -1,7 +1,8 @@
 """The decoder: one pure-functional Flax module for Llama, Qwen2/Qwen2.5 and Qwen3.
 
 Used purely functionally: `model.apply({"params": params}, input_ids)` -> float32 logits
-`[B, T, V]`. Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv_heads`,
+`[B, T, V]`. Each layer declares its parameters from `layers.layer_params` and computes
+`layers.layer` on them: the layer math lives in `layers.py`, shared with the sampler's decode step. Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv_heads`,
 `head_dim`, `mlp`, and `layers` when the layers are scanned); `zeroplay.parallel` maps them to a
 mesh, so the model itself knows nothing of sharding.
 
@@ -11,8 +12,6 @@ where the new tokens are written and `kv_mask` marks which slots hold real keys,
 """
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from zeroplay.models.config import ModelConfig
+from zeroplay.models.layers import ParamSpec, layer, layer_params, rms_norm
+from zeroplay.models.layers import apply_rope, rope_inv_freq  # noqa: F401  (their old home)
 
 Cache = dict  # {"k": [L, B, S, KVH, D], "v": [L, B, S, KVH, D]}
 
@@ -29,6 +30,7 @@ def _init(names, scale=0.02):
 
 
 class RMSNorm(nn.Module):
+    """`layers.rms_norm` with its scale parameter (the final norm)."""
     eps: float
     dtype: Any
     param_dtype: Any
@@ -38,117 +40,36 @@ class RMSNorm(nn.Module):
     def __call__(self, x):
         scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
                            (x.shape[-1],), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (scale.astype(self.dtype) * x32.astype(self.dtype))
+        return rms_norm(x, scale, self.eps, self.dtype)
 
 
-def rope_inv_freq(cfg: ModelConfig) -> jnp.ndarray:
-    """Inverse frequencies, with Llama 3 / linear scaling as in transformers."""
-    d = cfg.dim_per_head
-    inv = 1.0 / (cfg.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
-    rs = cfg.rope_scaling
-    if not rs:
-        return inv
-    kind = rs.get("rope_type", rs.get("type"))
-    factor = float(rs["factor"])
-    if kind == "linear":
-        return inv / factor
-    # llama3
-    low, high = float(rs["low_freq_factor"]), float(rs["high_freq_factor"])
-    old_len = float(rs["original_max_position_embeddings"])
-    wavelen = 2 * math.pi / inv
-    inv_l = jnp.where(wavelen > old_len / low, inv / factor, inv)
-    smooth = (old_len / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
-    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
-    return jnp.where(medium, smoothed, inv_l)
-
-
-def apply_rope(x, positions, inv_freq):
-    """x: [B, T, H, D]; positions: [B, T]. Half-split rotation (HF `rotate_half`) in float32."""
-    ang = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
-    cos, sin = jnp.cos(ang)[:, :, None, :], jnp.sin(ang)[:, :, None, :]
-    x32 = x.astype(jnp.float32)
-    x1, x2 = jnp.split(x32, 2, axis=-1)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x.dtype)
-
-
-class Attention(nn.Module):
-    cfg: ModelConfig
+class _Params(nn.Module):
+    """Declares a tree of `ParamSpec`s in this scope (sub-dicts as child scopes) and returns it."""
+    specs: Any
+    param_dtype: Any
 
     @nn.compact
-    def __call__(self, x, positions, mask, layer_cache, cache_index):
-        cfg = self.cfg
-        d, nh, nkv = cfg.dim_per_head, cfg.num_heads, cfg.num_kv_heads
-        dense = functools.partial(nn.DenseGeneral, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-        bias_init = lambda names: nn.with_logical_partitioning(nn.initializers.zeros, names)
-        q = dense((nh, d), use_bias=cfg.attention_bias, name="q_proj",
-                  kernel_init=_init(("embed", "heads", "head_dim")),
-                  bias_init=bias_init(("heads", "head_dim")))(x)
-        k = dense((nkv, d), use_bias=cfg.attention_bias, name="k_proj",
-                  kernel_init=_init(("embed", "kv_heads", "head_dim")),
-                  bias_init=bias_init(("kv_heads", "head_dim")))(x)
-        v = dense((nkv, d), use_bias=cfg.attention_bias, name="v_proj",
-                  kernel_init=_init(("embed", "kv_heads", "head_dim")),
-                  bias_init=bias_init(("kv_heads", "head_dim")))(x)
-        if cfg.qk_norm:
-            q = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "head_dim", name="q_norm")(q)
-            k = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "head_dim", name="k_norm")(k)
-        inv_freq = rope_inv_freq(cfg)
-        q = apply_rope(q, positions, inv_freq)
-        k = apply_rope(k, positions, inv_freq)
-        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
-
-        new_cache = None
-        if layer_cache is not None:
-            ck = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype),
-                                                     cache_index, axis=1)
-            cv = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype),
-                                                     cache_index, axis=1)
-            new_cache = {"k": ck, "v": cv}
-            k, v = ck.astype(cfg.dtype), cv.astype(cfg.dtype)
-
-        b, t = q.shape[:2]
-        qg = q.reshape(b, t, nkv, nh // nkv, d)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
-        scores = scores * (1.0 / math.sqrt(d))
-        scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, nh, d)
-        out = nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), use_bias=False, dtype=cfg.dtype,
-                              param_dtype=cfg.param_dtype, name="o_proj",
-                              kernel_init=_init(("heads", "head_dim", "embed")))(out)
-        return out, new_cache
+    def __call__(self):
+        return _declare(self, self.specs, self.param_dtype)
 
 
-class MLP(nn.Module):
-    cfg: ModelConfig
-
-    @nn.compact
-    def __call__(self, x):
-        cfg = self.cfg
-        dense = functools.partial(nn.Dense, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-        gate = dense(cfg.intermediate_size, name="gate_proj", kernel_init=_init(("embed", "mlp")))(x)
-        up = dense(cfg.intermediate_size, name="up_proj", kernel_init=_init(("embed", "mlp")))(x)
-        h = nn.with_logical_constraint(jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
-        return dense(cfg.hidden_size, name="down_proj", kernel_init=_init(("mlp", "embed")))(h)
+def _declare(module: nn.Module, specs, param_dtype) -> dict:
+    return {name: (module.param(name, s.initializer(), s.shape, param_dtype) if isinstance(s, ParamSpec)
+                   else _Params(s, param_dtype, name=name)())
+            for name, s in specs.items()}
 
 
 class DecoderLayer(nn.Module):
+    """Declares one layer's params (`layers.layer_params`) and runs `layers.layer` on them."""
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, x, layer_cache, positions, mask, cache_index):
         cfg = self.cfg
-        norm = functools.partial(RMSNorm, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype)
-        h, new_cache = Attention(cfg, name="self_attn")(norm(name="input_layernorm")(x), positions, mask,
-                                                       layer_cache, cache_index)
-        x = x + h
-        x = x + MLP(cfg, name="mlp")(norm(name="post_attention_layernorm")(x))
-        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-        return x, new_cache
+        p = _declare(self, layer_params(cfg), cfg.param_dtype)
+        cache = None if layer_cache is None else (layer_cache["k"], layer_cache["v"])
+        x, new_cache = layer(cfg, p, x, positions, mask, cache, cache_index)
+        return x, (None if new_cache is None else {"k": new_cache[0], "v": new_cache[1]})
 
 
 def _remat_policy(name):
@@ -251,8 +172,16 @@ def init_params(cfg: ModelConfig, rng, seq_len: int = 8):
     return model, nn.unbox(variables)["params"]
 
 
+def _abstract_variables(cfg: ModelConfig):
+    """The boxed (logically partitioned) parameter shapes, without allocating them."""
+    return jax.eval_shape(Decoder(cfg).init, jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))["params"]
+
+
+def abstract_params(cfg: ModelConfig):
+    """A pytree like params whose leaves are jax.ShapeDtypeStructs (cfg.param_dtype); no allocation."""
+    return nn.unbox(_abstract_variables(cfg))
+
+
 def logical_axes(cfg: ModelConfig):
     """A pytree like params whose leaves are PartitionSpecs of logical axis names."""
-    model = Decoder(cfg)
-    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))
-    return nn.get_partition_spec(abstract)["params"]
+    return nn.get_partition_spec(_abstract_variables(cfg))

@@ -11,18 +11,88 @@ sequentially. The cache here is one stacked (k, v) pair [L, B, KVH, S, D], updat
 through input/output aliasing.
 
 `use_cpu_kernel` decides: "auto" takes the kernel when it applies, "xla" never, "cpu" insists.
+It applies on one CPU device when the kernel implements every feature of the model
+(`kernel_supports`, the one check of the config); any other model runs the XLA step.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from zeroplay.models.config import ModelConfig
-from zeroplay.models.decoder import lm_head_kernel, rope_inv_freq
+from zeroplay.models.decoder import lm_head_kernel
+from zeroplay.models.layers import rope_inv_freq
 
 PANEL = 16
 DECODE_KERNELS = ("auto", "xla", "cpu")
+
+
+def _ok(cfg: ModelConfig) -> str:
+    return ""
+
+
+def _family(cfg: ModelConfig) -> str:
+    if cfg.family in KERNEL_FAMILIES:
+        return ""
+    return f"the kernel implements {KERNEL_FAMILIES}, not family {cfg.family!r}"
+
+
+def _heads(cfg: ModelConfig) -> str:
+    d = cfg.dim_per_head
+    if cfg.num_kv_heads <= 0 or cfg.num_heads % cfg.num_kv_heads:
+        return "num_heads must be a multiple of num_kv_heads"
+    if d > 1024:
+        return f"head_dim {d} is over the kernel's 1024"
+    if (cfg.num_kv_heads * d) % PANEL or d % 8 or cfg.intermediate_size % 8:
+        return "needs num_kv_heads * head_dim a multiple of 16, head_dim and intermediate_size multiples of 8"
+    return ""
+
+
+def _dtype(cfg: ModelConfig) -> str:
+    dt = jnp.dtype(cfg.dtype)
+    return "" if dt == jnp.float32 else f"compute dtype is {dt.name}, the kernel is float32"
+
+
+# Every ModelConfig field the kernel knows, with the check of what it implements of it. Rope
+# scaling of any kind is implemented (the rotary angles come from `rope_inv_freq`, computed by
+# XLA), so are q/k/v biases (`has_bias`), q/k RMSNorm (`has_qk_norm`), grouped-query heads and tied
+# embeddings (the head is packed from the transposed embedding); param_dtype is packed to float32.
+# A field not listed here (a model feature added after the kernel) is refused unless it holds its
+# default: list it here once the kernel implements it.
+KERNEL_FAMILIES = ("llama", "qwen2", "qwen3")
+_FEATURES = {
+    "family": _family,
+    "intermediate_size": _heads, "num_heads": _heads, "num_kv_heads": _heads, "head_dim": _heads,
+    "dtype": _dtype,
+    **{name: _ok for name in (
+        "vocab_size", "hidden_size", "num_layers", "rms_norm_eps", "rope_theta", "rope_scaling",
+        "tie_word_embeddings", "attention_bias", "qk_norm", "max_position_embeddings", "bos_token_id",
+        "eos_token_id", "param_dtype", "scan_layers", "remat")},
+}
+
+
+def kernel_supports(cfg: ModelConfig) -> str:
+    """'' when the fused kernel implements every feature of this model, else the reason it does not.
+
+    The one check of the model for the kernel: anything it refuses runs the XLA step, never a
+    different computation.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        check = _FEATURES.get(f.name)
+        if check is None:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            if value != default:
+                return f"the kernel does not implement the model feature {f.name}={value!r}"
+            continue
+        why = check(cfg)
+        if why:
+            return why
+    return ""
 
 
 def _why_not(cfg: ModelConfig, mesh) -> str:
@@ -30,10 +100,9 @@ def _why_not(cfg: ModelConfig, mesh) -> str:
         return f"the backend is {jax.default_backend()}, not cpu"
     if mesh is not None and mesh.size > 1:
         return "the params are sharded over a mesh of several devices"
-    if jnp.dtype(cfg.dtype) != jnp.float32:
-        return f"compute dtype is {jnp.dtype(cfg.dtype).name}, the kernel is float32"
-    if (cfg.num_kv_heads * cfg.dim_per_head) % PANEL or cfg.dim_per_head % 8 or cfg.intermediate_size % 8:
-        return "needs num_kv_heads * head_dim a multiple of 16, head_dim and intermediate_size multiples of 8"
+    why = kernel_supports(cfg)
+    if why:
+        return why
     from zeroplay.kernels import cpu_decode_available, cpu_decode_unavailable_reason
 
     if not cpu_decode_available():
