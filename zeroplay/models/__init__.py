@@ -4,33 +4,48 @@
     logits = model.apply({"params": params}, input_ids)
     save_pretrained(model, params, "out/")
     tokenizer = load_tokenizer("smollm2-135m-instruct")
+
+The layer math is `zeroplay.models.layers` (pure functions, shared with the sampler's decode
+step). This package imports no other zeroplay package: meshes and sharding rules are
+`zeroplay.parallel`'s, which computes shardings from the logical axes models give it (loaders take
+them as a `shardings` function). The one call into it is `load_pretrained(..., mesh=...)`, a
+shorthand for `shardings=zeroplay.parallel.param_sharding_fn(mesh, rules)`.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 
 from zeroplay.models.config import ModelConfig, UnsupportedModelError
-from zeroplay.models.decoder import (CACHE_LOGICAL_AXES, Decoder, init_cache, init_params, lm_head_kernel,
-                                     logical_axes)
+from zeroplay.models.decoder import (CACHE_LOGICAL_AXES, Decoder, abstract_params, init_cache, init_params,
+                                     lm_head_kernel, logical_axes)
 from zeroplay.models.embedded import EMBEDDED_NAME, EmbeddedModelMissing, embedded_dir
 from zeroplay.models.hf import ModelLoadError, load_hf, save_hf
 from zeroplay.models.tokenizer import load_tokenizer
 
 
 def load_pretrained(name_or_path: str, dtype=jnp.float32, *, param_dtype=None, scan_layers: bool = True,
-                    remat: str = "none", mesh=None, rules=None):
+                    remat: str = "none", mesh=None, rules=None, shardings=None):
     """(model, params) from a Hugging Face folder or the embedded name "smollm2-135m-instruct".
 
-    dtype: compute dtype (and parameter dtype unless `param_dtype` is given). With `mesh`, every
-    parameter is created directly with its NamedSharding from the logical-axis `rules`.
+    dtype: compute dtype (and parameter dtype unless `param_dtype` is given). Placement: either
+    `shardings`, a function (abstract_params, logical_axes) -> tree of Shardings (see `load_hf`),
+    or a `mesh` with logical-axis `rules`, which stands for `zeroplay.parallel.param_sharding_fn(mesh,
+    rules)`; every parameter is then created directly with its sharding.
     """
+    if mesh is not None:
+        if shardings is not None:
+            raise ValueError("load_pretrained: pass mesh (and rules) or shardings, not both")
+        # The one place models reaches into parallel, and only when asked to place on a mesh.
+        from zeroplay.parallel import param_sharding_fn
+
+        shardings = param_sharding_fn(mesh, rules)
     if name_or_path == EMBEDDED_NAME:
         try:
             name_or_path = embedded_dir()
         except EmbeddedModelMissing as e:
             raise ModelLoadError(str(e)) from None
     return load_hf(name_or_path, dtype=dtype, param_dtype=param_dtype, scan_layers=scan_layers,
-                   remat=remat, mesh=mesh, rules=rules)
+                   remat=remat, shardings=shardings)
 
 
 def save_pretrained(model, params, out_dir: str, **kw) -> None:
@@ -39,5 +54,5 @@ def save_pretrained(model, params, out_dir: str, **kw) -> None:
 
 
 __all__ = ["ModelConfig", "Decoder", "load_pretrained", "save_pretrained", "load_tokenizer", "init_cache",
-           "init_params", "lm_head_kernel", "logical_axes", "ModelLoadError", "UnsupportedModelError",
-           "EMBEDDED_NAME", "CACHE_LOGICAL_AXES"]
+           "init_params", "lm_head_kernel", "logical_axes", "abstract_params", "ModelLoadError",
+           "UnsupportedModelError", "EMBEDDED_NAME", "CACHE_LOGICAL_AXES"]

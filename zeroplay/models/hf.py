@@ -2,8 +2,9 @@
 
 Import reads `config.json` and the safetensors weights (one file, or shards listed in
 `model.safetensors.index.json`) through numpy memory maps and renames them with one explicit
-table per family. With a mesh each tensor is built directly with its target sharding: every
-device reads only its own slice of the mapped file, never a full host copy per device.
+table per family. Given shardings (computed by the caller from the logical axes: models know no
+mesh) each tensor is built directly with its target sharding: every device reads only its own
+slice of the mapped file, never a full host copy per device.
 Export writes safetensors and a `config.json` that `transformers` loads with the same logits.
 """
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from zeroplay.models.config import ModelConfig, UnsupportedModelError, resolve_dtype
-from zeroplay.models.decoder import Decoder, logical_axes
+from zeroplay.models.decoder import Decoder, abstract_params, logical_axes
 from zeroplay.models.safetensors_io import SafetensorsError, open_safetensors, save_safetensors
 
 
@@ -178,8 +178,15 @@ def build_params(cfg: ModelConfig, getters: dict, shardings=None):
 
 
 def load_hf(path: str, *, dtype=jnp.float32, param_dtype=None, scan_layers: bool = True,
-            remat: str = "none", mesh=None, rules=None, config_overrides: dict | None = None):
-    """(Decoder, params) from a Hugging Face checkpoint folder."""
+            remat: str = "none", shardings=None, config_overrides: dict | None = None):
+    """(Decoder, params) from a Hugging Face checkpoint folder.
+
+    shardings: None (every tensor on the default device), or a function
+    `(abstract_params, logical_axes) -> tree of jax.sharding.Sharding` (both trees like params:
+    ShapeDtypeStructs, PartitionSpecs of logical axis names); each tensor is then built directly
+    with its sharding, every device reading only its own slice of the mapped file.
+    `zeroplay.parallel.param_sharding_fn(mesh, rules)` is one.
+    """
     hf_cfg = read_config(path)
     dtype = resolve_dtype(dtype)
     try:
@@ -188,17 +195,9 @@ def load_hf(path: str, *, dtype=jnp.float32, param_dtype=None, scan_layers: bool
     except UnsupportedModelError as e:
         raise ModelLoadError(f"{path}: {e}") from None
     getters = hf_to_getters(cfg, open_weights(path))
-    shardings = None
-    if mesh is not None:
-        from zeroplay.parallel import param_shardings
-        shardings = param_shardings(_abstract_params(cfg), logical_axes(cfg), mesh, rules)
+    if shardings is not None:
+        shardings = shardings(abstract_params(cfg), logical_axes(cfg))
     return Decoder(cfg), build_params(cfg, getters, shardings)
-
-
-def _abstract_params(cfg: ModelConfig):
-    model = Decoder(cfg)
-    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32))
-    return nn.unbox(abstract)["params"]
 
 
 def params_to_hf(cfg: ModelConfig, params, dtype=None) -> dict[str, np.ndarray]:

@@ -7,7 +7,9 @@
 
 Optimizer states follow their params: any subtree of the optax state with the structure of the
 param tree (Adam's mu and nu) gets the param shardings, every other leaf (counts) is replicated.
-The same code runs on 1 CPU, simulated CPU devices, a GPU or a TPU slice.
+The same code runs on 1 CPU, simulated CPU devices, a GPU or a TPU slice. Parallel depends on
+models (for a model's logical axes), never the other way round: a loader that should place its
+tensors takes `param_sharding_fn(mesh, rules)`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from zeroplay.models.decoder import logical_axes
 from zeroplay.parallel.sharding import fit_to_shape, make_mesh, param_shardings, rules_from_config
 
 
@@ -35,8 +38,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def model_param_shardings(params_shapes, model_cfg, mesh: Mesh, rules=None):
     """NamedShardings of a decoder param tree from its logical axes."""
-    from zeroplay.models.decoder import logical_axes  # models stands alone; import lazily
     return param_shardings(params_shapes, logical_axes(model_cfg), mesh, rules)
+
+
+def param_sharding_fn(mesh: Mesh, rules=None):
+    """The `shardings` argument of `zeroplay.models.load_hf` / `load_pretrained` for `mesh`:
+    (abstract params, logical axes) -> NamedShardings (`param_shardings` with these rules)."""
+    def shardings(params_shapes, logical_specs):
+        return param_shardings(params_shapes, logical_specs, mesh, rules)
+    return shardings
 
 
 def opt_state_shardings(opt_state_shapes, params_shardings, mesh: Mesh):
