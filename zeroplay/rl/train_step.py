@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding
 
 from zeroplay.models.config import resolve_dtype
-from zeroplay.models.decoder import Decoder
+from zeroplay.models.decoder import Decoder, abstract_params
 from zeroplay.parallel.placement import (batch_divisor, batch_spec, model_param_shardings, replicated,
                                          state_shardings)
 from zeroplay.parallel.sharding import rules_from_config
@@ -184,8 +183,7 @@ def make_train_step(model: Decoder, cfg: PolicyConfig, *, mesh: Mesh | None = No
     if mesh is None:
         return jax.jit(traced, donate_argnums=(0,) if donate else ())
 
-    abstract = jax.eval_shape(lambda k: nn.unbox(model.init(k, jnp.zeros((1, 1), jnp.int32)))["params"],
-                              jax.random.PRNGKey(0))
+    abstract = abstract_params(model.cfg)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), abstract)
     state_abs = jax.eval_shape(lambda p: init_policy_state(p, optimizer), abstract)
     s_sh = state_shardings(state_abs, model.cfg, mesh, rules)
