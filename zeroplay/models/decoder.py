@@ -2,7 +2,8 @@
 
 Used purely functionally: `model.apply({"params": params}, input_ids)` -> float32 logits
 `[B, T, V]`. Each layer declares its parameters from `layers.layer_params` and computes
-`layers.layer` on them: the layer math lives in `layers.py`, shared with the sampler's decode step. Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv_heads`,
+`layers.layer` on them: the layer math lives in `layers.py`, shared with the sampler's decode
+step. Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv_heads`,
 `head_dim`, `mlp`, and `layers` when the layers are scanned); `zeroplay.parallel` maps them to a
 mesh, so the model itself knows nothing of sharding.
 
