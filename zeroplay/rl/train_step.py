@@ -12,6 +12,8 @@ Batch (a dict of arrays, rows = samples):
     old_logprobs    [B, T]        optional; logprob of tokens[:, t] given tokens[:, :t] under the
                                   policy that sampled (absent: on-policy, ratio 1 with gradient)
     sampler_logprobs [B, T]       optional; the sampler's logprobs, for truncated IS (tis_cap)
+    row_mask        [B]           optional; real rows (0 for rows that only pad the batch to a
+                                  static size): the per-sequence normalisers count real rows only
     ref_logprobs    [B, T]        optional; else computed from `ref_params` when kl_coef > 0
 Every per-token array is aligned to the token it scores: the loss at position t uses the
 logits at t - 1 (see `zeroplay.rl.logprobs`), so loss_mask[:, 0] must be 0.
@@ -63,6 +65,8 @@ def check_batch(batch, micro_batch: int | None = None, divisor: int = 1) -> tupl
     for key in _PER_TOKEN:
         if key in batch and batch[key].shape != (b, t):
             raise ValueError(f"batch[{key!r}] has shape {batch[key].shape}, expected {(b, t)} like tokens")
+    if "row_mask" in batch and batch["row_mask"].shape != (b,):
+        raise ValueError(f"batch['row_mask'] has shape {batch['row_mask'].shape}, expected {(b,)}")
     if batch["advantages"].shape not in ((b,), (b, t)):
         raise ValueError(f"batch['advantages'] has shape {batch['advantages'].shape}, expected {(b,)} "
                          f"or {(b, t)}")
@@ -129,7 +133,8 @@ def make_train_step(model: Decoder, cfg: PolicyConfig, *, mesh: Mesh | None = No
         b, t = check_batch(batch, cfg.micro_batch, divisor)
         m = cfg.micro_batch or b
         n = b // m
-        totals = (b, jnp.sum(batch["loss_mask"].astype(jnp.float32)))
+        rows = jnp.maximum(jnp.sum(batch["row_mask"].astype(jnp.float32)), 1.0) if "row_mask" in batch else b
+        totals = (rows, jnp.sum(batch["loss_mask"].astype(jnp.float32)))
         if n == 1:
             (loss, metrics), grads = grad_fn(state.params, batch, ref_params, totals)
             metrics = _combine(None, metrics)
@@ -145,9 +150,9 @@ def make_train_step(model: Decoder, cfg: PolicyConfig, *, mesh: Mesh | None = No
 
             def body(carry, mb):
                 g_acc, l_acc, m_acc = carry
-                (l, mets), g = grad_fn(state.params, mb, ref_params, totals)
+                (loss_mb, mets), g = grad_fn(state.params, mb, ref_params, totals)
                 g_acc = jax.tree.map(lambda a, x: a + x.astype(jnp.float32), g_acc, g)
-                return (g_acc, l_acc + l, _combine(m_acc, mets)), None
+                return (g_acc, l_acc + loss_mb, _combine(m_acc, mets)), None
 
             first = jax.tree.map(lambda v: v[0], micro)
             (l0, m0), g0 = grad_fn(state.params, first, ref_params, totals)
