@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from zeroplay.models import ModelLoadError, load_pretrained, save_pretrained
-from zeroplay.parallel import make_mesh
+from zeroplay.parallel import load_sharded, make_mesh
 
 REL_TOL = 1e-4  # max |zeroplay - torch| <= REL_TOL * max |torch logit|, float32
 
@@ -126,7 +126,7 @@ def test_sharded_load_on_8_devices(checkpoint):
     _, path, ref_model = checkpoint
     assert jax.device_count() == 8
     mesh = make_mesh({"data": 1, "fsdp": 4, "tensor": 2})
-    model, params = load_pretrained(path, mesh=mesh)
+    model, params = load_sharded(path, mesh)
     q = params["layers"]["self_attn"]["q_proj"]["kernel"]  # [L, embed, heads, head_dim]
     assert q.sharding.spec[1] == "fsdp" and q.sharding.spec[2] == "tensor"
     assert len({s.device for s in q.addressable_shards}) == 8

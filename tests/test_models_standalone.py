@@ -51,8 +51,7 @@ abstract_params(cfg)
 
 
 def test_models_source_names_no_other_zeroplay_package():
-    """Lazy imports included: the only reference to another zeroplay package in zeroplay/models is
-    load_pretrained's `mesh=` shorthand for zeroplay.parallel.param_sharding_fn."""
+    """Lazy imports included: zeroplay/models names no other zeroplay package."""
     found = []
     folder = os.path.join(ROOT, "zeroplay", "models")
     for name in sorted(os.listdir(folder)):
@@ -62,7 +61,7 @@ def test_models_source_names_no_other_zeroplay_package():
                     m = re.search(r"^\s*(?:from|import)\s+zeroplay\.(\w+)", line)
                     if m and m.group(1) != "models":
                         found.append((name, line.strip()))
-    assert found == [("__init__.py", "from zeroplay.parallel import param_sharding_fn")]
+    assert found == []
 
 
 def test_load_with_shardings_function(tmp_path):
@@ -87,13 +86,13 @@ def test_load_with_shardings_function(tmp_path):
     np.testing.assert_array_equal(model.apply({"params": params}, ids), model2.apply({"params": params2}, ids))
 
 
-def test_load_pretrained_mesh_is_param_sharding_fn(tmp_path):
-    from zeroplay.parallel import make_mesh, param_sharding_fn
+def test_load_sharded_is_load_pretrained_with_param_sharding_fn(tmp_path):
+    from zeroplay.parallel import load_sharded, make_mesh, param_sharding_fn
 
     model, params = init_params(CFG, jax.random.PRNGKey(0))
     save_pretrained(model, params, str(tmp_path))
     mesh = make_mesh({"fsdp": -1})
-    _, by_mesh = load_pretrained(str(tmp_path), mesh=mesh)
+    _, by_mesh = load_sharded(str(tmp_path), mesh)
     _, by_fn = load_pretrained(str(tmp_path), shardings=param_sharding_fn(mesh))
     for a, b in zip(jax.tree.leaves(by_mesh), jax.tree.leaves(by_fn)):
         assert a.sharding == b.sharding

@@ -70,8 +70,8 @@ class PolicyRuntime:
 
 
 def _load_model(spec, seed: int, mesh, rules):
-    from zeroplay.models import ModelConfig, init_params, load_pretrained
-    from zeroplay.parallel.placement import model_param_shardings
+    from zeroplay.models import ModelConfig, init_params
+    from zeroplay.parallel.placement import load_sharded, model_param_shardings
 
     m = spec.model
     if m.name == "random":
@@ -79,8 +79,8 @@ def _load_model(spec, seed: int, mesh, rules):
                            scan_layers=m.scan_layers, remat=m.remat)
         model, params = init_params(mcfg, jax.random.PRNGKey(seed))
         return model, jax.device_put(params, model_param_shardings(params, mcfg, mesh, rules))
-    model, params = load_pretrained(m.name, dtype=jnp.dtype(m.dtype), param_dtype=jnp.dtype(m.param_dtype),
-                                    scan_layers=m.scan_layers, remat=m.remat, mesh=mesh, rules=rules)
+    model, params = load_sharded(m.name, mesh, rules, dtype=jnp.dtype(m.dtype),
+                                 param_dtype=jnp.dtype(m.param_dtype), scan_layers=m.scan_layers, remat=m.remat)
     if m.shape:
         wrong = {k: (v, getattr(model.cfg, k)) for k, v in m.shape.items() if getattr(model.cfg, k, v) != v}
         if wrong:

@@ -8,8 +8,7 @@
 The layer math is `zeroplay.models.layers` (pure functions, shared with the sampler's decode
 step). This package imports no other zeroplay package: meshes and sharding rules are
 `zeroplay.parallel`'s, which computes shardings from the logical axes models give it (loaders take
-them as a `shardings` function). The one call into it is `load_pretrained(..., mesh=...)`, a
-shorthand for `shardings=zeroplay.parallel.param_sharding_fn(mesh, rules)`.
+them as a `shardings` function; `zeroplay.parallel.load_sharded(name, mesh, rules)` loads onto a mesh).
 """
 from __future__ import annotations
 
@@ -24,21 +23,14 @@ from zeroplay.models.tokenizer import load_tokenizer
 
 
 def load_pretrained(name_or_path: str, dtype=jnp.float32, *, param_dtype=None, scan_layers: bool = True,
-                    remat: str = "none", mesh=None, rules=None, shardings=None):
+                    remat: str = "none", shardings=None):
     """(model, params) from a Hugging Face folder or the embedded name "smollm2-135m-instruct".
 
-    dtype: compute dtype (and parameter dtype unless `param_dtype` is given). Placement: either
-    `shardings`, a function (abstract_params, logical_axes) -> tree of Shardings (see `load_hf`),
-    or a `mesh` with logical-axis `rules`, which stands for `zeroplay.parallel.param_sharding_fn(mesh,
-    rules)`; every parameter is then created directly with its sharding.
+    dtype: compute dtype (and parameter dtype unless `param_dtype` is given). Placement:
+    `shardings`, a function (abstract_params, logical_axes) -> tree of Shardings (see `load_hf`;
+    `zeroplay.parallel.param_sharding_fn(mesh, rules)` is one); every parameter is then created
+    directly with its sharding.
     """
-    if mesh is not None:
-        if shardings is not None:
-            raise ValueError("load_pretrained: pass mesh (and rules) or shardings, not both")
-        # The one place models reaches into parallel, and only when asked to place on a mesh.
-        from zeroplay.parallel import param_sharding_fn
-
-        shardings = param_sharding_fn(mesh, rules)
     if name_or_path == EMBEDDED_NAME:
         try:
             name_or_path = embedded_dir()

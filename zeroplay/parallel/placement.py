@@ -49,6 +49,14 @@ def param_sharding_fn(mesh: Mesh, rules=None):
     return shardings
 
 
+def load_sharded(name_or_path: str, mesh: Mesh, rules=None, **kw):
+    """`zeroplay.models.load_pretrained` with every parameter created directly with its
+    NamedSharding on `mesh` (logical-axis `rules`)."""
+    from zeroplay.models import load_pretrained
+
+    return load_pretrained(name_or_path, shardings=param_sharding_fn(mesh, rules), **kw)
+
+
 def opt_state_shardings(opt_state_shapes, params_shardings, mesh: Mesh):
     """Shardings of an optax state: param-shaped subtrees like the params, the rest replicated."""
     pdef = jax.tree.structure(params_shardings)
