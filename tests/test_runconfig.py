@@ -22,10 +22,17 @@ def load(name, arg=None):
 
 
 def test_default_and_tiny_parse():
-    for name, arg in (("default", None), ("default", "tiny"), ("azr", None), ("azr", "tiny")):
+    for name, arg in (("azr", None), ("azr", "tiny")):
         cfg = runconfig.parse(load(name, arg)[1])
         assert cfg.game_name == "azr" and set(cfg.roles) == {"proposer", "solver"}
         assert cfg.policies["policy"].train.total_steps == cfg.steps  # given once
+    for arg in (None, "tiny"):
+        cfg = runconfig.parse(load("default", arg)[1])
+        assert cfg.game_name == "ttrl" and set(cfg.roles) == {"solver"}
+        assert cfg.policies["policy"].train.total_steps == cfg.steps
+    default = runconfig.parse(load("default")[1])
+    assert default.policies["policy"].model.name == "smollm2-135m-instruct"
+    assert default.loop.eval_benchmarks and default.loop.eval_at_start  # evaluated before and after
     assert runconfig.parse(load("azr", "tiny")[1]).policies["policy"].model.name == "random"
 
 
