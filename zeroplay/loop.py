@@ -479,7 +479,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
         return Context(sample=sample, encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
                        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), rng=rng,
                        step=step, timer=timer, chat=_chat_fn(tokenizer),
-                       sampling_of=lambda role: Sampling(*sampler.resolve(role, None)))
+                       sampling_of=lambda role: Sampling(*sampler.resolve(role, None)), workdir=workdir)
 
     start = ckpt.latest_step()
     if start is not None:

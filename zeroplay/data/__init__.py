@@ -12,6 +12,8 @@ raises unless `test_time=True` (TTRL's test-time mode, which says so in its conf
 from __future__ import annotations
 
 from zeroplay.data.questions import Question, is_benchmark_path, load_questions, select
-from zeroplay.data.rephrase import procedural_rephrasing
+from zeroplay.data.rephrase import (parse_rephrasing, procedural_rephrasing, read_rephrasings, rephrase_prompt,
+                                    write_rephrasings)
 
-__all__ = ["Question", "load_questions", "select", "is_benchmark_path", "procedural_rephrasing"]
+__all__ = ["Question", "load_questions", "select", "is_benchmark_path", "procedural_rephrasing", "rephrase_prompt",
+           "parse_rephrasing", "read_rephrasings", "write_rephrasings"]

@@ -87,6 +87,7 @@ class Context:
     timer: Any = None  # zeroplay.loop.StageTimer: `with ctx.timer("verify"):` (None: untimed)
     chat: Callable[[str], list[int]] | None = None  # the tokenizer's chat template, when it has one
     sampling_of: Callable[[str], Sampling] | None = None  # a role's configured sampling settings
+    workdir: str | None = None  # the run folder (a game's files beside the run, e.g. caches); None: none
 
     def timed(self, stage: str):
         import contextlib
