@@ -49,12 +49,12 @@ class LettersGame(Game):
     def filter(self, episodes):
         return [] if self.s.filter_all else episodes
 
-    def after_step(self, state, step, metrics):
+    def after_step(self, state, step, metrics, ctx):
         if not self.s.snapshot_then_rollback:
             return state, {}
         return state, ({"snapshot": ("solver",)} if step == 1 else {"rollback": ("solver",)})
 
-    def trains(self, step):
+    def trains(self, step, state):
         if self.s.solver_only_even_steps and step % 2:
             return ("proposer",)
         return self.roles

@@ -118,7 +118,7 @@ def test_skip_when_no_question_in_the_band():
 def test_offline_schedule_buffer_and_round_robin():
     game = make_game("pasodoble", {"mode": "offline", "proposer_updates": 2, "solver_updates": 1,
                                    "proposals": 2, "solver_samples": 2, "solver_batch": 2})
-    assert [game.trains(s) for s in range(1, 7)] == [("proposer",), ("proposer",), ("solver",)] * 2
+    assert [game.trains(s, {}) for s in range(1, 7)] == [("proposer",), ("proposer",), ("solver",)] * 2
     assert [game.phases({}, s) for s in (1, 3, 4)] == [("propose",), ("solve",), ("propose",)]
     ctx = doubles.fake_ctx({"solver": ["\\boxed{5}", "\\boxed{4}", "\\boxed{9}", "\\boxed{9}"]})
     state = game.init_state(ctx)

@@ -44,7 +44,7 @@ def test_parse_agreement_and_solver_reward():
 
 def test_schedule():
     game = make_game("r_zero", {"challenger_steps": 2, "solver_steps": 3})
-    assert [game.trains(s)[0] for s in range(1, 11)] == ["challenger"] * 2 + ["solver"] * 3 + \
+    assert [game.trains(s, {})[0] for s in range(1, 11)] == ["challenger"] * 2 + ["solver"] * 3 + \
         ["challenger"] * 2 + ["solver"] * 3
     assert [game.phases({}, s) for s in (1, 3, 4, 8)] == [("challenge",), ("build", "solve"), ("solve",),
                                                           ("build", "solve")]

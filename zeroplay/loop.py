@@ -8,9 +8,11 @@ Read top to bottom, one step is:
         state, episodes, metrics = game.score(phase, requests, rollouts, state, ctx)
                                    # verify in the host pools, rewards, nested samples
     episodes = game.filter(episodes)
-    for each policy whose roles game.trains(step):
+    for each policy whose roles game.trains(step, state):
         advantages = game.estimator within each bucket (zeroplay.rl.advantages)
         policy state = one jitted train step (micro-batches, reference KL where configured)
+    state, actions = game.after_step(state, step, metrics, ctx)   # may sample the updated policies
+    apply the actions (snapshot / rollback)
     metrics.jsonl row, checkpoint (policies, references, game state, host RNG), evaluation hook
 
 Runs resume by themselves from the latest checkpoint in the workdir (`run`); SIGINT / SIGTERM
@@ -28,7 +30,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -282,9 +284,11 @@ def _floats(d: dict, prefix: str = "") -> dict[str, float]:
 
 
 def train_policies(game: Game, policies: dict[str, PolicyRuntime], cfg: RunConfig, episodes: list[Episode],
-                   step: int, pad_id: int, timer: StageTimer, mesh) -> dict[str, float]:
+                   step: int, pad_id: int, timer: StageTimer, mesh, state: Mapping) -> dict[str, float]:
+    """One update per policy whose roles `game.trains(step, state)` names (state: the game state
+    after this step's scoring)."""
     metrics: dict[str, float] = {}
-    training = set(game.trains(step))
+    training = set(game.trains(step, state))
     for name, pol in policies.items():
         roles = [r for r, p in cfg.roles.items() if p == name and r in training]
         eps = [e for e in episodes if e.role in roles]
@@ -520,8 +524,8 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 metrics.update(role_metrics(episodes, game.roles))
                 kept = game.filter(episodes)
                 metrics["episodes_kept"] = float(len(kept))
-                metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh))
-                game_state, actions = game.after_step(game_state, step, metrics)
+                metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh, game_state))
+                game_state, actions = game.after_step(game_state, step, metrics, ctx)  # sees the updated params
                 metrics.update(apply_actions(actions, policies, cfg))
                 due = step == cfg.steps or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
                 if evaluator is not None and due:

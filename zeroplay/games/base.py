@@ -10,7 +10,9 @@ two roles may share one model (AZR) or own one each (PasoDoble). A step of the l
 
 then `game.filter` drops what should not train, the loop turns rewards into advantages with the
 game's `estimator` within each bucket (a GRPO group, an AZR (task, role) pair, ...), and runs one jitted update
-per policy whose roles `game.trains(step)` names.
+per policy whose roles `game.trains(step, state)` names; last, `game.after_step(state, step,
+metrics, ctx)` sees the updated policies (it may sample them through `ctx.sample`, e.g. CPMöbius's
+probe) and returns snapshot / rollback actions.
 
 A game sees the sampler only through `ctx.sample` (nested samples while scoring, e.g. AZR's
 learnability estimate) and the tokenizer through `ctx.encode` / `ctx.decode`; it never imports
@@ -126,15 +128,20 @@ class Game(abc.ABC):
         return episodes
 
 
-    def trains(self, step: int) -> tuple[str, ...]:
-        """The roles whose policies update this step (default: every role)."""
+    def trains(self, step: int, state: Mapping) -> tuple[str, ...]:
+        """The roles whose policies update this step (default: every role): a function of the
+        step and the game state after this step's scoring only, so a resumed run decides alike."""
         return self.roles
 
-    def after_step(self, state: Mapping, step: int, metrics: Mapping[str, float]) -> tuple[dict, dict]:
-        """(new state, actions) after the updates of a step, with the step's metrics. Actions
-        (default none): {"snapshot": roles} keeps a copy of those roles' policies (params and
-        optimizer state, checkpointed); {"rollback": roles} puts them back to their last snapshot
-        (CPMöbius rolls its player back after `patience` steps without progress)."""
+    def after_step(self, state: Mapping, step: int, metrics: dict[str, float],
+                   ctx: Context) -> tuple[dict, dict]:
+        """(new state, actions) after the updates of a step. `metrics` is the step's row: a game
+        may add its own entries. `ctx` is the step's context; `ctx.sample` here samples the freshly
+        updated policies (CPMöbius probes its player after the update). Actions (default none):
+        {"snapshot": roles} keeps a copy of those roles' policies (params and optimizer state,
+        checkpointed); {"rollback": roles} puts them back to their last snapshot (CPMöbius rolls
+        its player back after `patience` steps without progress); the loop applies them after
+        after_step returns."""
         return dict(state), {}
 
     def sampling(self, role: str) -> Sampling:

@@ -42,7 +42,7 @@ class CoRewardingII(Game):
         self.s = s
         self.stream = lf.QuestionStream(s)
 
-    def trains(self, step):
+    def trains(self, step, state):
         return ("solver",)
 
     def init_state(self, ctx):

@@ -22,14 +22,35 @@ Two policies. Rules follow the reference code (ASL-r/CPMobius @ e212778, methods
   `patience` non-positive deltas were counted since the last improvement, the player is put back
   to its snapshot (`after_step` actions).
 
-Timing (zeroplay's loop scores before it trains, and `after_step` cannot sample): the probe runs
-at the start of each step's scoring, so V_t scores the player as the previous step's update left
-it; the coach instructions of step t are therefore rewarded, and trained on, at step t + 1 (kept
-in the state as pending episodes). The player's entropy coefficient (-0.01) and KL (0.001) are
-its policy's train settings (configs/cpmobius.py).
+Order. The reference's step t (`RayPPOTrainer.fit`): the coach samples, the player answers and is
+band-filtered, the player updates (after saving itself when delta_{t-1} > 0), the probe scores the
+updated player (V_t), the coach's instructions of step t get 100 * (V_t - V_{t-1}) * a and the
+coach updates on them unless V_t == V_{t-1}, then the rollback check. zeroplay's loop runs every
+update of a step together, between scoring and `after_step`, and `after_step` may sample (it gets
+the step's `Context`, whose sampler reads the live, just-updated params) but cannot train. So
+step t here is:
 
-State (plain JSON): {"probe": [{"question", "label"}], "score": V, "last_delta", "bad": int,
-"best_step": int, "pending": [coach episodes of the last step], "rollbacks": int, "snapshots": int}.
+1. `score`: the coach episodes of step t - 1 (in the state, already rewarded with delta_{t-1})
+   are emitted; the coach samples step t's instructions, the player answers them, band filter and
+   resampling; player episodes of step t; step t's instructions (with their mean advantage a)
+   become `pending`, not yet rewarded;
+2. the updates: the player on step t's groups; the coach on step t - 1's instructions, unless
+   delta_{t-1} == 0 (`trains(step, state)` reads `state["last_delta"]`, a pure function of the
+   checkpointed state);
+3. `after_step`: the probe scores the player just updated at step t -> V_t, delta_t = V_t -
+   V_{t-1}; each pending instruction of step t gets `coach_reward(delta_t, a)` (-1 without a);
+   snapshot when delta_t > 0, rollback after `patience` (the loop applies them after the probe).
+
+V_t, delta_t, the coach rewards, the coach skip and the snapshot / rollback are therefore exactly
+the reference's; the one difference is that step t's coach update runs at step t + 1 alongside the
+player's, so the coach samples step t + 1's instructions before its step-t update (one update
+behind the reference), and the last step's instructions are never trained. The player's entropy
+coefficient (-0.01) and KL (0.001) are its policy's train settings (configs/cpmobius.py).
+
+State (plain JSON; everything a resumed run needs): {"probe": [{"question", "label"}], "score":
+V of the last probe, "last_delta": the delta the pending coach episodes are rewarded with, "bad":
+int, "pending": [step t's coach episodes with their "adv" and (after `after_step`) "reward"],
+"rollbacks": int, "snapshots": int}.
 """
 from __future__ import annotations
 
@@ -166,7 +187,6 @@ class CPMobiusGame(Game):
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
-        self._coach_trains: dict[int, bool] = {}  # step -> delta != 0 (set by score before training)
 
     # -- prompts -------------------------------------------------------------------------------
     def _coach_prompt(self, ctx):
@@ -216,18 +236,13 @@ class CPMobiusGame(Game):
     def score(self, phase: str, requests: Sequence[Request], rollouts: Sequence[Sequence[Completion]],
               state: Mapping, ctx: Context) -> tuple[dict, list[Episode], dict]:
         s = self.settings
-        # 1. The probe: the player as the previous update left it.
-        score = self._probe_score(ctx, state["probe"])
-        delta = score - float(state["score"])
-        self._coach_trains[int(ctx.step)] = delta != 0
+        # 1. The coach episodes of the last step, rewarded in its after_step with its delta.
         episodes = []
         for p in state["pending"]:
-            scale = self.settings.coach_reward_scale / 100.0
-            reward = -1.0 if p["adv"] is None else coach_reward(delta, p["adv"]) * scale
             comp = Completion(tokens=list(p["tokens"]), logprobs=np.asarray(p["logprobs"], np.float32),
                               text=p["text"], finished=bool(p["finished"]))
-            episodes.append(Episode("coach", list(p["prompt"]), comp, reward, bucket=f"coach/{p['id']}",
-                                    info={"adv": p["adv"], "delta": delta}))
+            episodes.append(Episode("coach", list(p["prompt"]), comp, float(p["reward"]), bucket=f"coach/{p['id']}",
+                                    info={"adv": p["adv"], "delta": float(state["last_delta"])}))
         # 2. Instructions -> player groups, band filter, resampling.
         instructions = [(r.prompt, c) for r, comps in zip(requests, rollouts) for c in comps]
         kept, seen, n_valid, rounds = [], 0, 0, 0
@@ -260,30 +275,43 @@ class CPMobiusGame(Game):
                             "logprobs": [float(x) for x in ins.logprobs], "text": ins.text,
                             "finished": bool(ins.finished), "adv": a})
         new = dict(state)
-        new.update(score=score, last_delta=delta, pending=pending)
-        m = {"probe/score": score, "probe/delta": delta, "coach/trains": float(delta != 0),
+        new["pending"] = pending  # rewarded in after_step, once the probe has scored this step's update
+        m = {"coach/trains": float("coach" in self.trains(ctx.step, state)),
              "player/band_keep_rate": len(kept) / max(seen, 1), "player/groups_kept": float(len(kept)),
              "coach/instructions": float(seen), "coach/resample_rounds": float(rounds),
-             "coach/valid_rate": n_valid / max(seen, 1), "player/rollbacks_total": float(state["rollbacks"]),
-             "player/snapshots_total": float(state["snapshots"]),
+             "coach/valid_rate": n_valid / max(seen, 1),
              "player/plus_rate": _mean(r > 0 for g in kept for r in g["rewards"])}
         return new, episodes, m
 
-    def trains(self, step: int) -> tuple[str, ...]:
-        return ("coach", "player") if self._coach_trains.get(int(step), False) else ("player",)
+    def trains(self, step: int, state: Mapping) -> tuple[str, ...]:
+        """The player every step; the coach too unless the delta its pending episodes were rewarded
+        with is 0 (the reference skips the coach update when V_t == V_{t-1})."""
+        return ("coach", "player") if float(state["last_delta"]) != 0 else ("player",)
 
-    def after_step(self, state: Mapping, step: int, metrics: Mapping[str, float]) -> tuple[dict, dict]:
+    def after_step(self, state: Mapping, step: int, metrics: dict[str, float],
+                   ctx: Context) -> tuple[dict, dict]:
+        """The probe of the player just updated (V_t), the rewards of this step's instructions,
+        then snapshot / rollback on delta_t."""
         s = self.settings
-        self._coach_trains.pop(int(step), None)
+        score = self._probe_score(ctx, state["probe"])
+        delta = score - float(state["score"])
+        scale = s.coach_reward_scale / 100.0
+        pending = [{**p, "reward": -1.0 if p["adv"] is None else coach_reward(delta, p["adv"]) * scale}
+                   for p in state["pending"]]
         new = dict(state)
-        if float(state["last_delta"]) > 0:
+        new.update(score=score, last_delta=delta, pending=pending)
+        actions: dict = {}
+        if delta > 0:
             new.update(bad=0, snapshots=int(state["snapshots"]) + 1)
-            return new, {"snapshot": ("player",)}
-        new["bad"] = int(state["bad"]) + 1
-        if step > s.rollback_after and new["bad"] >= s.patience:
-            new.update(bad=0, rollbacks=int(state["rollbacks"]) + 1)
-            return new, {"rollback": ("player",)}
-        return new, {}
+            actions = {"snapshot": ("player",)}
+        else:
+            new["bad"] = int(state["bad"]) + 1
+            if step > s.rollback_after and new["bad"] >= s.patience:
+                new.update(bad=0, rollbacks=int(state["rollbacks"]) + 1)
+                actions = {"rollback": ("player",)}
+        metrics.update({"probe/score": score, "probe/delta": delta, "player/rollbacks_total": float(new["rollbacks"]),
+                        "player/snapshots_total": float(new["snapshots"])})
+        return new, actions
 
 
 def make(settings: Settings | None = None) -> CPMobiusGame:

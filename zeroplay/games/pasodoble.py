@@ -249,7 +249,7 @@ class PasoDobleGame(Game):
     def phases(self, state: Mapping, step: int) -> tuple[str, ...]:
         return ("play",) if self.settings.mode == "online" else (self._offline_phase(step),)
 
-    def trains(self, step: int) -> tuple[str, ...]:
+    def trains(self, step: int, state: Mapping) -> tuple[str, ...]:
         if self.settings.mode == "online":
             return ROLES
         return ("proposer",) if self._offline_phase(step) == "propose" else ("solver",)

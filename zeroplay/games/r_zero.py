@@ -3,7 +3,7 @@
 Rules follow the reference code (Chengsong-Huang/R-Zero @ 5699329, methods.md section 5):
 
 - outer iterations: `challenger_steps` challenger updates with a frozen solver, then
-  `solver_steps` solver updates (the schedule is `trains(step)`);
+  `solver_steps` solver updates (the schedule is `trains(step, state)`, a function of the step alone);
 - challenger step: `challenger_prompts` prompts x `challenger_samples`; a proposal parses when it
   has a `<question>` (the last one) and a `\\boxed{}` answer; each parsed question gets `votes`
   solver samples; p = share agreeing with their majority (the challenger's own answer is unused);
@@ -173,7 +173,7 @@ class RZeroGame(Game):
         s = self.settings
         return (step - 1) % (s.challenger_steps + s.solver_steps)
 
-    def trains(self, step: int) -> tuple[str, ...]:
+    def trains(self, step: int, state: Mapping) -> tuple[str, ...]:
         return ("challenger",) if self._position(step) < self.settings.challenger_steps else ("solver",)
 
     def phases(self, state: Mapping, step: int) -> tuple[str, ...]:
