@@ -64,9 +64,9 @@ class CoRewardingII(Game):
             (teacher if req.role == "teacher" else solver)[req.meta["q"]] = (req, comps)
         eps, t_groups, s_groups, acc, agree_ts = [], [], [], [], []
         for i, (req, comps) in sorted(solver.items()):
-            t_answers = [lf.answer_of(c.text) for c in teacher[i][1]]
+            t_answers = [lf.answer_of(c.text, self.s.answer) for c in teacher[i][1]]
             label, _, _ = lf.majority(t_answers)
-            answers = [lf.answer_of(c.text) for c in comps]
+            answers = [lf.answer_of(c.text, self.s.answer) for c in comps]
             rewards = lf.match_rewards(answers, label)
             truth = req.meta["truth"]
             for c, a, r in zip(comps, answers, rewards):

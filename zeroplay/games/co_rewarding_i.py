@@ -53,6 +53,7 @@ class Settings(lf.CommonSettings):
     rephrase_top_p: float = 0.8
 
     def __post_init__(self):
+        super().__post_init__()
         if self.rephrasings not in REPHRASINGS:
             raise ValueError(f"game.rephrasings={self.rephrasings!r}: use one of {list(REPHRASINGS)}")
         if self.rephrase_max_new_tokens < 1:
@@ -144,7 +145,7 @@ class CoRewardingI(Game):
         eps, groups, cross_agree, acc, fallback = [], [], [], [], []
         for i, pair in sorted(pairs.items()):
             (req, comps), (req2, comps2) = pair["orig"], pair["reph"]
-            a, a2 = [lf.answer_of(c.text) for c in comps], [lf.answer_of(c.text) for c in comps2]
+            a, a2 = [lf.answer_of(c.text, self.s.answer) for c in comps], [lf.answer_of(c.text, self.s.answer) for c in comps2]
             r, r2, y, y2 = cross_rewards(a, a2)
             truth = req.meta["truth"]
             for kind, rq, cs, ans, rs, lab in (("orig", req, comps, a, r, y2), ("reph", req2, comps2, a2, r2, y)):

@@ -5,7 +5,9 @@
 - `QuestionStream`: questions in a seeded order, epoch after epoch; the game state keeps only
   the cursor {"epoch", "cursor"} (plain JSON), so a resumed run draws the same questions.
 - `answer_of`, `majority`: the last `\\boxed{}` content, stripped (exact string matching, as the
-  Co-rewarding reference code; an empty or missing box is no answer), and the majority over the
+  Co-rewarding reference code; an empty or missing box is no answer; with `answer="boxed_or_number"`
+  a response without a box answers its last number, the rule `zeroplay.eval` scores numeric
+  benchmarks by, for small models that rarely box), and the majority over the
   non-empty answers: empties never vote, ties go to the answer that appeared first
   (`collections.Counter.most_common`, what the reference code calls); no label without answers.
 - `label_metrics`: majority agreement, answer rate, and `label_accuracy` (how often the
@@ -35,13 +37,26 @@ class CommonSettings:
     samples: int = 8                      # G rollouts per question
     prompt_suffix: str = SUFFIX
     chat: bool = True                     # the tokenizer's chat template, when it has one
+    answer: str = "boxed"                 # "boxed" (the references') | "boxed_or_number" (see answer_of)
+
+    def __post_init__(self):
+        if self.answer not in ANSWER_RULES:
+            raise ValueError(f"game.answer must be one of {ANSWER_RULES}, got {self.answer!r}")
 
 
-def answer_of(text: str) -> str | None:
+ANSWER_RULES = ("boxed", "boxed_or_number")
+
+
+def answer_of(text: str, rule: str = "boxed") -> str | None:
+    """The answer of a response under `rule` (ANSWER_RULES); None when it has none."""
     from zeroplay.verifiers.math import extract_boxed
 
     a = extract_boxed(text or "")
     a = a.strip() if a is not None else None
+    if not a and rule == "boxed_or_number":
+        from zeroplay.evaluation.scoring import last_number
+
+        a = last_number(text or "")
     return a or None
 
 
@@ -161,7 +176,7 @@ class TokenRewardGame(Game):
         rollouts = ctx.sample("solver", prompts, self.s.samples, Sampling(token_stats=True))
         eps, groups, acc, stats = [], [], [], []
         for i, (q, p, comps) in enumerate(zip(qs, prompts, rollouts)):
-            answers = [answer_of(c.text) for c in comps]
+            answers = [answer_of(c.text, self.s.answer) for c in comps]
             for c, a in zip(comps, answers):
                 values = getattr(c, self.stat)
                 if values is None:

@@ -50,7 +50,7 @@ class TTRL(Game):
     def score(self, phase, requests, rollouts, state, ctx):
         eps, groups, acc = [], [], []
         for req, comps in zip(requests, rollouts):
-            answers = [lf.answer_of(c.text) for c in comps]
+            answers = [lf.answer_of(c.text, self.s.answer) for c in comps]
             rewards, label = vote_rewards(answers)
             keep = sorted(ctx.rng.choice(len(comps), size=min(self.s.train_samples, len(comps)), replace=False))
             for j in keep:
