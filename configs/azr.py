@@ -26,7 +26,9 @@ FULL_SIZE = {
         num_heads=16, num_kv_heads=2, rope_theta=1e6, tie_word_embeddings=True, attention_bias=True,
         max_position_embeddings=32768, rms_norm_eps=1e-6)),
 }
-MESHES = {"tpu": dict(data=1, fsdp=32, tensor=1), "gpu8": dict(data=1, fsdp=8, tensor=1)}
+# v5p-64 (32 chips): tensor=4 splits the 28 heads (7 per chip) and so the [T, T] attention scores of
+# 14k-token rows, which fsdp alone cannot (`python -m zeroplay.memory --config configs/azr.py:qwen2.5-7b-coder-tpu`).
+MESHES = {"tpu": dict(data=1, fsdp=8, tensor=4), "gpu8": dict(data=1, fsdp=8, tensor=1)}
 TINY_SHAPE = dict(family="qwen2", vocab_size=258, hidden_size=64, intermediate_size=128, num_layers=2,
                   num_heads=4, num_kv_heads=2, tie_word_embeddings=True, attention_bias=True,
                   max_position_embeddings=4096)
@@ -89,11 +91,13 @@ def get_config(arg=None):
         p.model.remat = "full"
         p.train.lr = 1e-6
         p.train.compute_dtype = "bfloat16"
-        p.train.micro_batch = 64 if where == "tpu" else 16
+        p.train.micro_batch = 8 if where == "tpu" else 16  # tpu: one row per batch shard
         p.train.logprob_chunk = 1024
         p.sampling.max_new_tokens = 8096
         p.sampling.max_prompt_tokens = 6144
-        c.loop.sample_batch = 512
+        # rows per sampler call: the prefill's attention over 8192-slot prompts and the KV cache
+        # must fit next to the state (zeroplay.memory)
+        c.loop.sample_batch = 128 if where == "tpu" else 512
         c.loop.train_row_multiple = 128
         c.loop.train_len_multiple = 512
         c.loop.checkpoint_every = 10

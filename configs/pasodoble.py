@@ -4,6 +4,7 @@
     python -m zeroplay.train --config configs/pasodoble.py:tiny --workdir runs/pasodoble_tiny   # random, CPU
     python -m zeroplay.train --config configs/pasodoble.py:tiny,offline --workdir ...            # offline mode
     python -m zeroplay.train --config configs/pasodoble.py:qwen3-1.7b-gpu8 --workdir ...         # reference run
+    python -m zeroplay.train --config configs/pasodoble.py:qwen3-1.7b-gpu1 --workdir ...         # one 80 GB GPU
 
 Variants: "" (two copies of the embedded SmolLM2-135M-Instruct, sized for a 2-core CPU), "tiny"
 (two random tiny models, byte tokenizer, 2 steps), and the reference runs of methods.md section 4
@@ -35,7 +36,8 @@ FULL_SIZE = {
     "qwen2.5-3b": ("Qwen2.5-3B", dict(QWEN25, hidden_size=2048, intermediate_size=11008, num_layers=36,
                                         num_heads=16, num_kv_heads=2)),
 }
-MESHES = {"gpu8": dict(data=1, fsdp=8, tensor=1), "tpu": dict(data=1, fsdp=16, tensor=1)}
+MESHES = {"gpu8": dict(data=1, fsdp=8, tensor=1), "tpu": dict(data=1, fsdp=16, tensor=1),
+          "gpu1": dict(data=1, fsdp=1, tensor=1)}  # gpu1: both policies on one 80 GB GPU (1.7B and smaller)
 TINY_SHAPE = dict(family="qwen2", vocab_size=258, hidden_size=32, intermediate_size=64, num_layers=2,
                   num_heads=2, num_kv_heads=1, tie_word_embeddings=True, attention_bias=True,
                   max_position_embeddings=1024)
@@ -116,12 +118,13 @@ def get_config(arg=None):
             p.train.lr = 1e-6
             p.train.max_tokens = 6144
             p.train.compute_dtype = "bfloat16"
-            p.train.micro_batch = 8
-            p.train.logprob_chunk = 1024
+            p.train.micro_batch = 1 if where == "gpu1" else 8
+            p.train.logprob_chunk = 512 if where == "gpu1" else 1024
             p.sampling.max_new_tokens = 6144
             p.sampling.temperature = 0.6
             p.sampling.max_prompt_tokens = max_prompt
-        c.loop.sample_batch = 64
+        # gpu1: the KV cache of 64 rows x 10k slots alone is 75 GB (python -m zeroplay.memory)
+        c.loop.sample_batch = 16 if where == "gpu1" else 64
         c.loop.train_row_multiple = 16
         c.loop.train_len_multiple = 512
         c.loop.checkpoint_every = 40
