@@ -129,12 +129,12 @@ def train(shapes, batch: int, seq: int, reps: int, peak: float, measured: float,
             jax.block_until_ready(holder["s"])
         t = best_time(once, reps)
         tokens = batch * seq
-        flops = 6 * cfg.num_params() * tokens + 3 * 2 * 2 * seq * cfg.num_heads * cfg.dim_per_head * cfg.num_layers * tokens
+        attention = 3 * 2 * 2 * seq * cfg.num_heads * cfg.dim_per_head * cfg.num_layers * tokens
+        flops = 6 * cfg.num_params() * tokens + attention
         row = {"model": name, "batch": batch, "seq": seq, "step_s": t, "tokens_s": tokens / t,
                "tflops": flops / t / 1e12, "mfu_peak": flops / t / peak, "mfu_measured": flops / t / measured}
         rows.append(row)
         print(json.dumps(row), flush=True)
-        del holder
     return rows
 
 

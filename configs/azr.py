@@ -91,7 +91,11 @@ def get_config(arg=None):
         p.model.remat = "full"
         p.train.lr = 1e-6
         p.train.compute_dtype = "bfloat16"
-        p.train.micro_batch = 8 if where == "tpu" else 16  # tpu: one row per batch shard
+        mesh = dict(MESHES[where])
+        while shape["num_kv_heads"] % mesh["tensor"]:  # tensor shards whole KV heads (the 3B has 2)
+            mesh["tensor"] //= 2
+            mesh["fsdp"] *= 2
+        p.train.micro_batch = mesh["data"] * mesh["fsdp"] if where == "tpu" else 16  # tpu: a row per batch shard
         p.train.logprob_chunk = 1024
         p.sampling.max_new_tokens = 8096
         p.sampling.max_prompt_tokens = 6144
@@ -102,7 +106,7 @@ def get_config(arg=None):
         c.loop.train_len_multiple = 512
         c.loop.checkpoint_every = 10
         c.loop.eval_every = 50
-        c.mesh = ml_collections.ConfigDict(MESHES[where])
+        c.mesh = ml_collections.ConfigDict(mesh)
     elif arg not in (None, ""):
         variants = ["tiny"] + [f"{m}-{w}" for m in FULL_SIZE for w in MESHES]
         raise ValueError(f"unknown configs/azr.py variant {arg!r}; use one of {variants} or nothing")

@@ -33,9 +33,8 @@ Setting `--config.game.rephrasings=generate` alone fails to parse (roles must th
 """
 import os
 
-from zeroplay.games.label_free import run_config
+from zeroplay.games.label_free import EASY_ARITHMETIC, run_config
 
-EASY = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=["+", "-"])  # environment.md: 62%
 MODIFIERS = ("generate", "generate_separate")
 REPHRASE_TOKENS = {"": 256, "tiny": 16, "full": 1024}
 
@@ -49,7 +48,8 @@ def get_config(arg=None):
     full_steps = 200
     c = run_config(
         "co_rewarding_i", arg,
-        game=dict(source="rg:basic_arithmetic", source_options=EASY, size=500, data_seed=1, questions_per_step=4,
+        game=dict(source="rg:basic_arithmetic", source_options=EASY_ARITHMETIC,
+                  size=500, data_seed=1, questions_per_step=4,
                   samples=4),
         roles=dict(solver="policy"),
         train=dict(kl_coef=0.005),

@@ -15,9 +15,8 @@ from $ZEROPLAY_DATA/dapo_14k.jsonl (answers there are only reported, never train
 """
 import os
 
-from zeroplay.games.label_free import run_config
+from zeroplay.games.label_free import EASY_ARITHMETIC, run_config
 
-EASY = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=["+", "-"])  # environment.md: 62%
 EMA_START, EMA_END, PAPER_EMA_END = 0.01, 1e-5, 1e-4
 
 
@@ -28,7 +27,8 @@ def get_config(arg=None):
     full_steps = 300
     c = run_config(
         "co_rewarding_ii", arg,
-        game=dict(source="rg:basic_arithmetic", source_options=EASY, size=500, data_seed=1, questions_per_step=4,
+        game=dict(source="rg:basic_arithmetic", source_options=EASY_ARITHMETIC,
+                  size=500, data_seed=1, questions_per_step=4,
                   samples=4, teacher_samples=4),
         roles=dict(solver="policy", teacher="policy@teacher"),
         train=dict(kl_coef=0.001),

@@ -12,16 +12,16 @@ responses 3072, T=1.0, GRPO, 200 steps; the original repositories' own constants
 """
 import os
 
-from zeroplay.games.label_free import run_config
+from zeroplay.games.label_free import EASY_ARITHMETIC, run_config
 
-EASY = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=["+", "-"])
 
 
 def get_config(arg=None):
     full_steps = 200
     return run_config(
         "intuitor", arg,
-        game=dict(source="rg:basic_arithmetic", source_options=EASY, size=500, data_seed=1, questions_per_step=4,
+        game=dict(source="rg:basic_arithmetic", source_options=EASY_ARITHMETIC,
+                  size=500, data_seed=1, questions_per_step=4,
                   samples=4),
         roles=dict(solver="policy"),
         train=dict(kl_coef=0.005),

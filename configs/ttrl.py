@@ -13,9 +13,8 @@ source; the result is then not a held-out evaluation on that set, and the run sa
 """
 import os
 
-from zeroplay.games.label_free import run_config
+from zeroplay.games.label_free import EASY_ARITHMETIC, run_config
 
-EASY = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=["+", "-"])
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 TEST_TIME_SETS = ("aime24", "amc23", "math500")
 
@@ -27,7 +26,8 @@ def get_config(arg=None):
     full_steps = 240
     c = run_config(
         "ttrl", arg,
-        game=dict(source="rg:basic_arithmetic", source_options=EASY, size=500, data_seed=1, questions_per_step=2,
+        game=dict(source="rg:basic_arithmetic", source_options=EASY_ARITHMETIC,
+                  size=500, data_seed=1, questions_per_step=2,
                   votes=8, train_samples=4),
         roles=dict(solver="policy"),
         train=dict(lr=5e-7),

@@ -58,6 +58,34 @@ def test_answer_extraction_and_majority():
     assert lf.match_rewards([None, None], None) == [0.0, 0.0]
 
 
+def test_answer_rule_boxed_or_number():
+    rule = "boxed_or_number"
+    assert lf.answer_of("5 - 3 = 2\nSo, the answer is 2.", rule) == "2"  # no box: the last number
+    assert lf.answer_of("1,234 apples", rule) == "1234"
+    assert lf.answer_of("first \\boxed{7}, later 9", rule) == "7"  # a box wins over later numbers
+    assert lf.answer_of("\\boxed{} and then 4", rule) == "4"  # an empty box is no answer
+    assert lf.answer_of("no digits at all", rule) is None and lf.answer_of("", rule) is None
+    assert lf.answer_of("So, the answer is 2.") is None  # the references' rule: boxes only
+    with pytest.raises(ValueError, match="game.answer"):
+        ttrl.Settings(answer="first_number")
+    # The SmolLM2 variants use it (the model rarely boxes); tiny and full-size keep the references'.
+    assert load("ttrl").game.answer == "boxed_or_number"
+    assert runconfig.parse(load("ttrl", "tiny")).game.answer == "boxed"
+
+
+def test_excluded_evaluation_questions_never_train():
+    held_out = ("rg:basic_arithmetic:min_terms=2:max_terms=2:min_digits=1:max_digits=1:operators=('+','-')"
+                ":allow_parentheses=False:allow_negation=False")
+    opts = dict(lf.EASY_ARITHMETIC)
+    base = lf.CommonSettings(source="rg:basic_arithmetic", size=300, data_seed=1, source_options=opts)
+    kept = lf.QuestionStream(dataclasses.replace(base, exclude=held_out, exclude_limit=50)).questions
+    evaluated = lf.excluded_texts([held_out], 50)
+    everything = lf.QuestionStream(base).questions
+    assert evaluated and len(kept) < len(everything)  # one-digit sums repeat: the sets overlap
+    assert not {" ".join(q.text.lower().split()) for q in kept} & evaluated
+    assert len(kept) == sum(" ".join(q.text.lower().split()) not in evaluated for q in everything)
+
+
 def test_co_rewarding_i_cross_rewards():
     r, r2, y, y2 = co_rewarding_i.cross_rewards(["4", "4", "5", None], ["5", "5", "4", "5"])
     assert (y, y2) == ("4", "5")

@@ -145,7 +145,8 @@ class CoRewardingI(Game):
         eps, groups, cross_agree, acc, fallback = [], [], [], [], []
         for i, pair in sorted(pairs.items()):
             (req, comps), (req2, comps2) = pair["orig"], pair["reph"]
-            a, a2 = [lf.answer_of(c.text, self.s.answer) for c in comps], [lf.answer_of(c.text, self.s.answer) for c in comps2]
+            a = [lf.answer_of(c.text, self.s.answer) for c in comps]
+            a2 = [lf.answer_of(c.text, self.s.answer) for c in comps2]
             r, r2, y, y2 = cross_rewards(a, a2)
             truth = req.meta["truth"]
             for kind, rq, cs, ans, rs, lab in (("orig", req, comps, a, r, y2), ("reph", req2, comps2, a2, r2, y)):
