@@ -187,3 +187,23 @@ def test_the_sampler_reads_each_policys_live_params_without_a_copy(monkeypatch):
         out = sampler(role, [[5, 6, 7], [8, 9]], 2)
         assert len(out) == 2 and all(len(g) == 2 for g in out)
     assert not [x for x in moved if id(x) in live]
+
+
+def test_stage_timer_nests_exclusively_except_inside_eval(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    timer = loop.StageTimer()
+
+    def spend(seconds):
+        now[0] += seconds
+
+    with timer("score"):
+        spend(1)
+        with timer("sample/solver"):
+            spend(2)
+    with timer("eval"):  # the evaluation's own sampling is evaluation time
+        spend(1)
+        with timer("sample/solver"):
+            spend(4)
+    m = timer.metrics()
+    assert (m["time/score"], m["time/sample/solver"], m["time/eval"]) == (1.0, 2.0, 5.0)

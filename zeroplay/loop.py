@@ -131,7 +131,8 @@ def build_policies(cfg: RunConfig, mesh) -> dict[str, PolicyRuntime]:
 
 class StageTimer:
     """Seconds per stage within a step; `with timer("verify"):`. Nested stages are excluded from
-    their parent (a game's nested sampling inside "score" counts as sampling, not scoring)."""
+    their parent (a game's nested sampling inside "score" counts as sampling, not scoring), except
+    inside "eval": the evaluation's own sampling is evaluation time, not the step's sampling."""
 
     def __init__(self, on_stage: Callable[[str], None] | None = None):
         self.seconds: dict[str, float] = defaultdict(float)
@@ -140,6 +141,9 @@ class StageTimer:
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
+        if self._stack and self._stack[0][0] == "eval":
+            yield
+            return
         if self._on_stage:
             self._on_stage(stage)
         frame = [stage, time.perf_counter(), 0.0]  # name, start, time spent in nested stages

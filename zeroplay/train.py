@@ -22,6 +22,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Config fil
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Run directory (metrics, checkpoints).")
 
 
+SUMMARY_RATES = ("reward_mean", "valid_rate", "solve_rate", "majority_agreement", "label_accuracy")
+
+
 def summary(rows: list[dict]) -> str:
     """A short table of a run: steps, mean seconds per stage, per-role rewards first and last."""
     evals = sorted({k for r in rows for k in r if k.startswith("eval/")})
@@ -34,14 +37,14 @@ def summary(rows: list[dict]) -> str:
     for k in times:
         vals = [r[k] for r in rows if k in r]
         lines.append(f"  {k:<28} {sum(vals) / len(vals):9.2f} s/step")
-    keys = sorted({k for r in rows for k in r if k.endswith(("reward_mean", "valid_rate", "solve_rate"))
-                   and k.count("/") == 1})
+    keys = sorted({k for r in rows for k in r if k.endswith(SUMMARY_RATES) and k.count("/") == 1})
     for k in keys:
         vals = [r[k] for r in rows if k in r]
         lines.append(f"  {k:<28} first {vals[0]:7.3f}   last {vals[-1]:7.3f}   mean {sum(vals) / len(vals):7.3f}")
     for k in evals:
         vals = [(r["step"], r[k]) for r in rows_eval if k in r]
-        lines.append(f"  {k:<28} " + "   ".join(f"step {st}: {v:.3f}" for st, v in vals))
+        name = k if len(k) <= 40 else k[:36] + "...)"  # rg: names carry every task setting
+        lines.append(f"  {name:<28} " + "   ".join(f"step {st}: {v:.3f}" for st, v in vals))
     return "\n".join(lines)
 
 
