@@ -256,3 +256,12 @@ def test_loop_evaluator_samples_through_the_loop_context(tmp_path):
     assert (role, n_prompts, n, s.temperature, s.top_p, s.max_new_tokens) == ("solver", 2, 16, 0.6, 0.95, 3072)
     rep = json.loads((tmp_path / "eval_5.json").read_text())
     assert rep["step"] == 5 and rep["benchmarks"]["rg:basic_arithmetic"]["pass@16"] == 0.5
+
+
+def test_benchmark_names_split_on_commas_outside_settings():
+    from zeroplay.eval import split_names
+
+    rg = "rg:basic_arithmetic:operators=('+','-'):allow_negation=False"
+    assert split_names(f"{rg},gsm8k, math500") == [rg, "gsm8k", "math500"]
+    assert split_names("rg:chain_sum:operators=['+', '-']") == ["rg:chain_sum:operators=['+', '-']"]
+    assert split_names("gsm8k,,") == ["gsm8k"]

@@ -42,6 +42,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_names(text: str) -> list[str]:
+    """Comma-separated benchmark names; commas inside brackets or quotes belong to an `rg:` setting
+    (`rg:basic_arithmetic:operators=('+','-'),gsm8k` is two names)."""
+    names, depth, quote, cur = [], 0, None, []
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            names.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    names.append("".join(cur).strip())
+    return [n for n in names if n]
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,7 +73,7 @@ def main(argv=None) -> int:
     from zeroplay.evaluation.models import ModelPathError, check_model_path, load_for_eval
 
     try:
-        names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+        names = split_names(args.benchmarks)
         if not names:
             raise ValueError("--benchmarks names no benchmark")
         if args.limit is not None and args.limit < 1:
