@@ -39,7 +39,8 @@ def _policy(max_new, max_prompt, temperature, top_p, kl, entropy):
         model=dict(name="smollm2-135m-instruct", dtype="float32", param_dtype="float32", scan_layers=True,
                    remat="none", shape=None, tokenizer=None),
         train=dict(lr=1e-6, schedule="constant", grad_clip=1.0, clip_low=0.2, clip_high=0.2, kl_coef=kl,
-                   kl_estimator="k3", aggregation="token_mean", entropy_coef=entropy),
+                   kl_estimator="k3", aggregation="token_mean", entropy_coef=entropy,
+                   micro_batch=4, logprob_chunk=128),  # full logits of 16 x 768 tokens: a 27 GB update
         sampling=dict(max_new_tokens=max_new, temperature=temperature, top_p=top_p, top_k=0,
                       max_prompt_tokens=max_prompt),
     ))
@@ -73,6 +74,8 @@ def get_config(arg=None):
             p.model.shape = TINY_SHAPE
             p.model.tokenizer = "byte"
             p.train.lr = 1e-3
+            p.train.micro_batch = None
+            p.train.logprob_chunk = None
             p.train.kl_coef = 0.0  # no reference copy in the tiny run (the default variant keeps 0.001)
             p.sampling.max_new_tokens = 16
             p.sampling.max_prompt_tokens = 256

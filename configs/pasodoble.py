@@ -48,7 +48,8 @@ def _policy(max_new, max_prompt):
         model=dict(name="smollm2-135m-instruct", dtype="float32", param_dtype="float32", scan_layers=True,
                    remat="none", shape=None, tokenizer=None),
         train=dict(lr=1e-6, schedule="constant", grad_clip=1.0, clip_low=0.2, clip_high=0.2, kl_coef=0.0,
-                   aggregation="seq_mean_token_sum_norm", max_tokens=max_new, entropy_coef=0.0),
+                   aggregation="seq_mean_token_sum_norm", max_tokens=max_new, entropy_coef=0.0,
+                   micro_batch=4, logprob_chunk=128),  # full logits of 16 x 768 tokens: a 27 GB update
         sampling=dict(max_new_tokens=max_new, temperature=0.6, top_p=1.0, top_k=0, max_prompt_tokens=max_prompt),
     ))
 
@@ -93,6 +94,8 @@ def get_config(arg=None):
             p.model.shape = TINY_SHAPE
             p.model.tokenizer = "byte"
             p.train.lr = 1e-3
+            p.train.micro_batch = None
+            p.train.logprob_chunk = None
             p.train.max_tokens = 16
             p.sampling.max_new_tokens = 16
             p.sampling.temperature = 1.0
