@@ -47,6 +47,7 @@ setup(
             "zeroplay-eval=zeroplay.eval:main",
             "zeroplay-plot=zeroplay.plot:main",
             "zeroplay-memory=zeroplay.memory:main",
+            "zeroplay-launch-local=zeroplay.launch_local:main",
         ],
     },
 )

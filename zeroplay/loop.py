@@ -19,6 +19,15 @@ Runs resume by themselves from the latest checkpoint in the workdir (`run`); SIG
 finish the step in flight, save and return; a SIGKILL loses at most the steps since the last
 checkpoint. Randomness: the sampler's key is a function of (seed, step, call), the host's
 numpy Generator is checkpointed, so a resumed run repeats an uninterrupted one exactly.
+
+Multi-host (`jax.distributed`, e.g. `python -m zeroplay.launch_local`): the mesh spans every
+process's devices and every process runs this same loop in lockstep, with the same seed, host RNG
+and game state. Each sampler call is split by chunks over the processes (each samples its own on
+its local devices) and the completions gathered (`Sampler`); each process verifies the gathered
+completions and process 0's scored state, episodes and RNG are broadcast (`_same_everywhere`);
+the train batch is built identically everywhere and each process places its rows; Orbax writes
+the checkpoints collectively; metrics.jsonl, config.json and the progress bar come from process
+0, every row carrying `num_processes`.
 """
 from __future__ import annotations
 
@@ -40,6 +49,7 @@ from zeroplay.checkpoint import Checkpointer, abstract_like, trim_jsonl
 from zeroplay.games import Completion, Context, Episode, Request, Sampling, make_game
 from zeroplay.games.base import Game
 from zeroplay.metrics_writer import MetricsWriter
+from zeroplay.parallel.multihost import allgather_objects, any_process, broadcast_object, is_multihost
 from zeroplay.parallel.placement import batch_divisor
 from zeroplay.rl import advantages as adv_lib
 from zeroplay.rl.train_step import create_state, make_train_step
@@ -179,13 +189,40 @@ def eos_ids(tokenizer) -> tuple[int, ...]:
 
 class Sampler:
     """`ctx.sample` for a game: one role's prompts through its policy's live params, in chunks of
-    `loop.sample_batch` prompts. The key of call c at step s is fold_in(fold_in(seed, s), c)."""
+    `loop.sample_batch` prompts. The key of call c at step s is fold_in(fold_in(seed, s), c).
+
+    Multi-host: chunk j of a call is sampled by process j mod P on its own devices (a copy of the
+    params gathered from the global mesh once per update, on a mesh of the local devices), then
+    every process's rows are gathered, so every process returns the same completions as one
+    process sampling every chunk with the same keys would."""
 
     def __init__(self, cfg: RunConfig, policies: dict[str, PolicyRuntime], tokenizer, mesh, timer: StageTimer):
         self.cfg, self.policies, self.tok, self.mesh, self.timer = cfg, policies, tokenizer, mesh, timer
         self.eos = eos_ids(tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.step, self.calls = 0, 0
+        self.local_mesh = _local_mesh(cfg) if is_multihost() else None
+        self._local_params: dict[tuple[str, bool], tuple[Any, Any]] = {}  # -> (global params, local copy)
+
+    def _sampling_params(self, policy: PolicyRuntime, teacher: bool):
+        """(params, mesh) the sampler runs: the live global params, or (multi-host) their copy on
+        this process's devices, refreshed when the policy's params object changes."""
+        params = policy.teacher if teacher else policy.state.params
+        if not is_multihost():
+            return params, self.mesh if self.mesh.size > 1 else None
+        key = (policy.name, teacher)
+        cached = self._local_params.get(key)
+        if cached is None or cached[0] is not params:
+            from zeroplay.parallel.placement import model_param_shardings, replicated
+
+            full = jax.jit(lambda t: t, out_shardings=replicated(self.mesh))(params)
+            local = jax.tree.map(lambda x: x.addressable_data(0), full)
+            del full
+            if self.local_mesh.size > 1:
+                local = jax.device_put(local, model_param_shardings(local, policy.model.cfg, self.local_mesh,
+                                                                    self.cfg.rules))
+            self._local_params[key] = cached = (params, local)
+        return cached[1], self.local_mesh if self.local_mesh.size > 1 else None
 
     def resolve(self, role: str, sampling: Sampling | None):
         spec = self.cfg.policies[self.cfg.policy_of(role)].sampling
@@ -201,7 +238,6 @@ class Sampler:
         if not prompts:
             return []
         policy = self.policies[self.cfg.policy_of(role)]
-        params = policy.teacher if self.cfg.roles[role].endswith("@teacher") else policy.state.params
         temperature, top_p, top_k, max_new = self.resolve(role, sampling)
         stats = {"token_stats": True} if sampling is not None and sampling.token_stats else {}
         cap = policy.spec.sampling.max_prompt_tokens
@@ -209,27 +245,62 @@ class Sampler:
         chunk = max(1, self.cfg.loop.sample_batch // max(n, 1))
         out: list[list[Completion]] = []
         with self.timer(f"sample/{role}"):
-            for lo in range(0, len(prompts), chunk):
+            params, mesh = self._sampling_params(policy, self.cfg.roles[role].endswith("@teacher"))
+            starts = list(range(0, len(prompts), chunk))
+            first_call = self.calls
+            self.calls += len(starts)
+            rows: dict[int, list] = {}  # chunk index -> [(tokens, logprobs, extras) per sample] per prompt
+            for j, lo in enumerate(starts):
+                if is_multihost() and j % jax.process_count() != jax.process_index():
+                    continue
                 key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), self.step),
-                                         self.calls)
-                self.calls += 1
+                                         first_call + j)
                 res = generate(policy.model, params, prompts[lo:lo + chunk], max_new_tokens=max_new,
                                num_samples=n, temperature=temperature, top_p=top_p, top_k=top_k,
                                eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
-                               mesh=self.mesh if self.mesh.size > 1 else None, rules=self.cfg.rules, **stats)
-                for i in range(res.tokens.shape[0]):
+                               mesh=mesh, rules=self.cfg.rules, **stats)
+                rows[j] = [[(res.tokens[i, g, :int(res.lengths[i, g])].astype(np.int32),
+                             np.asarray(res.logprobs[i, g, :int(res.lengths[i, g])], np.float32),
+                             {name: np.asarray(getattr(res, name)[i, g, :int(res.lengths[i, g])], np.float32)
+                              for name in ("entropy", "self_certainty") if stats})
+                            for g in range(n)] for i in range(res.tokens.shape[0])]
+            if is_multihost():
+                rows = _gather_chunks(rows, (role, len(prompts), n, self.step, first_call))
+            for j, lo in enumerate(starts):
+                for i, samples in enumerate(rows[j]):
                     prompt, row = prompts[lo + i], []
-                    for g in range(n):
-                        k = int(res.lengths[i, g])
-                        toks = [int(t) for t in res.tokens[i, g, :k]]
-                        extra = {name: np.asarray(getattr(res, name)[i, g, :k], np.float32)
-                                 for name in ("entropy", "self_certainty") if stats}
-                        row.append(Completion(tokens=toks, logprobs=np.asarray(res.logprobs[i, g, :k], np.float32),
+                    for toks_arr, logprobs, extra in samples:
+                        toks = [int(t) for t in toks_arr]
+                        row.append(Completion(tokens=toks, logprobs=logprobs,
                                               text=self.tok.decode(toks, skip_special_tokens=True),
-                                              finished=bool(k and toks[-1] in self.eos), prompt=prompt,
+                                              finished=bool(toks and toks[-1] in self.eos), prompt=prompt,
                                               **extra))
                     out.append(row)
         return out
+
+
+def _local_mesh(cfg: RunConfig):
+    """The sampler's mesh on this process's devices (multi-host): the config's tensor size where
+    it divides them, the rest on fsdp."""
+    from zeroplay.parallel import mesh_from_config
+
+    local = jax.local_devices()
+    tensor = int(cfg.mesh.get("tensor", 1))
+    tensor = tensor if tensor > 0 and len(local) % tensor == 0 else 1
+    return mesh_from_config({"data": 1, "fsdp": -1, "tensor": tensor}, devices=local)
+
+
+def _gather_chunks(rows: dict[int, list], call: tuple) -> dict[int, list]:
+    """Every process's sampled chunks on every process; `call` (role, prompts, n, step, first key)
+    must agree, or the processes have left lockstep (one clear error instead of a wrong batch)."""
+    parts = allgather_objects((call, rows))
+    if any(c != call for c, _ in parts):
+        raise RuntimeError(f"multi-host processes sampled different calls (role, prompts, n, step, key): "
+                           f"{[c for c, _ in parts]}; their game states differ")
+    merged: dict[int, list] = {}
+    for _, r in parts:
+        merged.update(r)
+    return merged
 
 
 # -- training batches ---------------------------------------------------------------------------
@@ -309,6 +380,9 @@ def train_policies(game: Game, policies: dict[str, PolicyRuntime], cfg: RunConfi
                             len_multiple=cfg.loop.train_len_multiple)
         if pol.spec.train.tis_cap is None:
             batch.pop("sampler_logprobs")
+        if is_multihost():  # the same global batch on every process: each places its own rows
+            sh = pol.train_step.batch_sharding
+            batch = {k: jax.make_array_from_process_local_data(sh, v, v.shape) for k, v in batch.items()}
         with timer(f"train/{name}"):
             if pol.ref_params is not None:
                 pol.state, m = pol.train_step(pol.state, batch, pol.ref_params)
@@ -468,10 +542,14 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
         evaluator = loop_evaluator(list(cfg.loop.eval_benchmarks), protocol,
                                    cfg.loop.eval_limit or None, role=cfg.loop.eval_role,
                                    report_dir=os.path.join(workdir, "eval"))
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(cfg.raw, f, indent=1, default=str)
+    # Multi-host: every process runs the same steps in lockstep; process 0 alone writes the files
+    # other than the checkpoints (which Orbax writes collectively) and shows the progress bar.
+    lead, num_processes = jax.process_index() == 0, jax.process_count()
+    if lead:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(cfg.raw, f, indent=1, default=str)
 
-    bar = tqdm(total=cfg.steps, disable=not cfg.loop.progress, dynamic_ncols=True, unit="step")
+    bar = tqdm(total=cfg.steps, disable=not cfg.loop.progress or not lead, dynamic_ncols=True, unit="step")
     stage = {"name": "setup", "reward": float("nan")}
 
     def on_stage(name):
@@ -492,21 +570,26 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     start = ckpt.latest_step()
     if start is not None:
         start, game_state, rng = _restore(ckpt, policies, cfg)
-        trim_jsonl(metrics_path, start)
-        log(f"resumed from step {start} in {workdir}")
+        if lead:
+            trim_jsonl(metrics_path, start)
+            log(f"resumed from step {start} in {workdir}")
     else:
         start, rng = 0, np.random.Generator(np.random.PCG64(cfg.seed))
-        if os.path.exists(metrics_path):
+        if lead and os.path.exists(metrics_path):
             os.remove(metrics_path)
         with timer("init"):
             game_state = game.init_state(context(0, rng))
+            game_state = _same_everywhere(game_state, rng)
     bar.update(start)
     rows = []
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir) if lead else None
     if start == 0 and evaluator is not None and cfg.loop.eval_at_start:
         with timer("eval"):
             row = {"step": 0, **{f"eval/{k}": float(v) for k, v in evaluator(0, context(0, rng)).items()}}
-        writer.write(row)
+        if num_processes > 1:
+            row["num_processes"] = num_processes
+        if writer is not None:
+            writer.write(row)
         rows.append(row)
     try:
         with _Signals() as signals:
@@ -523,6 +606,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                     rollouts = sample_requests(requests, sample, cfg)
                     with timer("score"):
                         game_state, eps, m = game.score(phase, requests, rollouts, game_state, ctx)
+                        game_state, eps, m = _same_everywhere((game_state, eps, m), rng)
                     episodes += eps
                     metrics.update(m)
                 metrics.update(role_metrics(episodes, game.roles))
@@ -530,30 +614,48 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 metrics["episodes_kept"] = float(len(kept))
                 metrics.update(train_policies(game, policies, cfg, kept, step, pad_id, timer, mesh, game_state))
                 game_state, actions = game.after_step(game_state, step, metrics, ctx)  # sees the updated params
+                game_state, actions = _same_everywhere((game_state, actions), rng)
                 metrics.update(apply_actions(actions, policies, cfg))
                 due = step == cfg.steps or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
                 if evaluator is not None and due:
                     with timer("eval"):
                         metrics.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})
-                last = step == cfg.steps or signals.stop
+                stop = any_process(signals.stop)  # a signal seen by one process stops them all
+                last = step == cfg.steps or stop
                 if step % cfg.loop.checkpoint_every == 0 or last:
                     with timer("checkpoint"):
                         _save(ckpt, step, policies, game_state, rng, cfg, force=True)
                 row = {"step": step, **metrics, **timer.metrics(), "time/step": time.perf_counter() - t0}
-                writer.write(row)
+                if num_processes > 1:
+                    row["num_processes"] = num_processes
+                if writer is not None:
+                    writer.write(row)
                 rows.append(row)
                 rewards = [v for k, v in metrics.items() if k.endswith("/reward_mean")]
                 stage["reward"] = float(np.mean(rewards)) if rewards else float("nan")
                 bar.update(1)
                 on_stage("done")
-                if signals.stop:
-                    log(f"stopped by a signal after step {step}; checkpoint saved, rerun the command to resume")
+                if stop:
+                    if lead:
+                        log(f"stopped by a signal after step {step}; checkpoint saved, rerun the command to resume")
                     break
     finally:
         ckpt.close()
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     return rows
+
+
+def _same_everywhere(obj, rng: np.random.Generator):
+    """Multi-host: process 0's `obj` and host RNG state on every process. Each process verified
+    the same gathered completions; this makes a verifier that is not reproducible (a sandbox
+    timeout under load) unable to split the processes' game states. One process: `obj` as is."""
+    if not is_multihost():
+        return obj
+    obj, rng_state = broadcast_object((obj, rng.bit_generator.state))
+    rng.bit_generator.state = rng_state
+    return obj
 
 
 def sample_requests(requests: Sequence[Request], sample, cfg: RunConfig) -> list[list[Completion]]:
