@@ -73,5 +73,7 @@ def decode_step(cfg: ModelConfig, params, layers: list[dict], head: jax.Array, c
         x, c = layer(cfg, p, x, positions[:, None], mask, c, slot, kv_heads_first=True)
         new_cache.append(c)
     x = rms_norm(x[:, 0], params["norm"]["scale"], cfg.rms_norm_eps, cfg.dtype)
-    logits = jnp.dot(x, head).astype(jnp.float32)
+    # Accumulated and returned in float32 (not rounded to a bf16 compute dtype): the logprobs come
+    # from these, as the train step's come from its float32-accumulated logits (`zeroplay.rl.logprobs`).
+    logits = jnp.dot(x, head, preferred_element_type=jnp.float32)
     return logits, tuple(new_cache)

@@ -161,7 +161,7 @@ class _Programs:
 
     def _logits_last(self, params, hidden):
         w = lm_head_kernel(params, self.cfg).astype(self.cfg.dtype)
-        return jnp.dot(hidden.astype(self.cfg.dtype), w).astype(jnp.float32)
+        return jnp.dot(hidden.astype(self.cfg.dtype), w, preferred_element_type=jnp.float32)  # f32 logits
 
     def _prefill(self, params, weights, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
         _TRACES["prefill"] += 1
