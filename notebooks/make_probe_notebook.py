@@ -69,19 +69,25 @@ ckpt.close()"""),
 ]
 
 
-def main():
+def write(cells, filename: str) -> str:
+    """Write `cells` ((kind, source) pairs) as notebooks/<filename>; returns its path."""
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                           "language": "python"}},
           "cells": []}
-    for i, (kind, src) in enumerate(CELLS):
+    for i, (kind, src) in enumerate(cells):
         cell = {"cell_type": kind, "id": f"cell-{i}", "metadata": {}, "source": src.splitlines(keepends=True)}
         if kind == "code":
             cell.update(outputs=[], execution_count=None)
         nb["cells"].append(cell)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_checkpoint.ipynb")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
     with open(path, "w") as f:
         json.dump(nb, f, indent=1)
         f.write("\n")
+    return path
+
+
+def main():
+    write(CELLS, "probe_checkpoint.ipynb")
 
 
 if __name__ == "__main__":
