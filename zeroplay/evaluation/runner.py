@@ -147,8 +147,11 @@ def loop_evaluator(benchmarks: Sequence[str], protocol="default", limit: int | N
     It samples through `ctx.sample(role, ...)` (the role's live policy params, the loop's own
     sampler and keys) with the protocol's settings, builds prompts with `ctx.chat` (the chat
     template) or `ctx.encode`, and, with `report_dir`, writes each full report to
-    `report_dir/eval_<step>.json`. The items are loaded (and bad names rejected) right here.
+    `report_dir/eval_<step>.json` (multi-host: every process samples, process 0 writes). The items
+    are loaded (and bad names rejected) right here.
     """
+    import jax
+
     from zeroplay.games import Sampling
 
     proto = _as_protocol(protocol)
@@ -162,7 +165,7 @@ def loop_evaluator(benchmarks: Sequence[str], protocol="default", limit: int | N
 
         encode = ctx.chat or ctx.encode
         report = evaluate_with(sample, encode, items, proto, progress=False, rg_size=limit or RG_DEFAULT_SIZE)
-        if report_dir:
+        if report_dir and jax.process_index() == 0:
             write_report({**report, "step": step, "role": role}, f"{report_dir}/eval_{step}.json")
         return {name: b["accuracy"] for name, b in report["benchmarks"].items()}
 
