@@ -528,6 +528,10 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
 
     code.configure_default_pool(cfg.verifiers.code_workers, cfg.verifiers.code_memory_mb)
     game = make_game(cfg.game_name, dataclasses.asdict(cfg.game))
+    if cfg.coldstart is not None:
+        from zeroplay import coldstart
+
+        cfg = coldstart.prepare(cfg, workdir, log)
     policies = build_policies(cfg, mesh)
     tokenizer = load_tokenizer_for(next(iter(cfg.policies.values())))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -583,9 +587,18 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     bar.update(start)
     rows = []
     writer = MetricsWriter(workdir) if lead else None
-    if start == 0 and evaluator is not None and cfg.loop.eval_at_start:
+    evaluates = evaluator is not None or type(game).evaluate is not Game.evaluate
+
+    def evaluate(step: int, ctx: Context, state) -> dict[str, float]:
+        """The game's own held-out figures (as it names them) and the benchmarks' (`eval/<name>`)."""
+        out = {k: float(v) for k, v in game.evaluate(state, ctx).items()}
+        if evaluator is not None:
+            out.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})
+        return out
+
+    if start == 0 and evaluates and cfg.loop.eval_at_start:
         with timer("eval"):
-            row = {"step": 0, **{f"eval/{k}": float(v) for k, v in evaluator(0, context(0, rng)).items()}}
+            row = {"step": 0, **evaluate(0, context(0, rng), game_state)}
         if num_processes > 1:
             row["num_processes"] = num_processes
         if writer is not None:
@@ -617,9 +630,9 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 game_state, actions = _same_everywhere((game_state, actions), rng)
                 metrics.update(apply_actions(actions, policies, cfg))
                 due = step == cfg.steps or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
-                if evaluator is not None and due:
+                if evaluates and due:
                     with timer("eval"):
-                        metrics.update({f"eval/{k}": float(v) for k, v in evaluator(step, ctx).items()})
+                        metrics.update(evaluate(step, ctx, game_state))
                 stop = any_process(signals.stop)  # a signal seen by one process stops them all
                 last = step == cfg.steps or stop
                 if step % cfg.loop.checkpoint_every == 0 or last:

@@ -4,7 +4,8 @@
 
 Reads each `WORKDIR/metrics.jsonl` and writes into DIR (default: the first WORKDIR's `plots/`):
 `reward.png` (`<role>/reward_mean`), `solve_rate.png` (`<role>/solve_rate`, `<role>/solve_rate_mean`),
-`validity.png` (`<role>/valid_rate`), `eval.png` (`eval/<benchmark>`): one panel per role (or
+`validity.png` (`<role>/valid_rate`), `difficulty.png` (`<role>/mean_ops`), `eval.png`
+(`eval/<benchmark>` and a game's `heldout*` figures): one panel per role (or
 benchmark), one line per workdir, so several runs compare on one figure. A figure with nothing
 to show is skipped. matplotlib with the Agg backend (no display needed).
 """
@@ -22,6 +23,7 @@ FIGURES = {
     "reward": ("reward (mean)", ("reward_mean",)),
     "solve_rate": ("solve rate", ("solve_rate", "solve_rate_mean")),
     "validity": ("valid proposals", ("valid_rate",)),
+    "difficulty": ("operators per valid proposal (arith_world)", ("mean_ops",)),
 }
 
 
@@ -61,9 +63,9 @@ def panels(runs: dict[str, list[dict]], figure: str) -> dict[str, list[str]]:
     keys = sorted({k for rows in runs.values() for r in rows for k in r})
     out: dict[str, list[str]] = {}
     if figure == "eval":
-        for k in keys:
-            if k.startswith("eval/"):
-                out[k[len("eval/"):]] = [k]
+        for k in keys:  # benchmarks (eval/<name>) and a game's own held-out figures
+            if k.startswith("eval/") or k.startswith("heldout"):
+                out[k.split("/", 1)[1] if k.startswith("eval/") else k] = [k]
         return out
     suffixes = FIGURES[figure][1]
     for k in keys:

@@ -13,6 +13,8 @@ A config file (`configs/<name>.py`, `get_config(arg)` -> ConfigDict) has these s
     loop                        checkpoint_every, keep_checkpoints, eval_every, sample_batch, ...
     verifiers                   worker counts and timeouts of the host pools
     mesh, rules                 device mesh shape and logical-axis rules (zeroplay.parallel)
+    coldstart                   optional: a tokenizer and a supervised start trained before
+                                self-play (zeroplay.coldstart); model.name "coldstart" loads it
 
 Every section rejects an unknown or misspelled key with one line naming it. Values given once:
 the schedule horizon of every policy (`train.total_steps`) is `steps` unless set.
@@ -24,6 +26,7 @@ import hashlib
 import json
 from typing import Any, Mapping
 
+from zeroplay.coldstart import ColdStartSpec
 from zeroplay.rl.optim import PolicyConfig
 
 
@@ -71,8 +74,8 @@ class ModelSpec:
     tokenizer: str | None = None  # None: the checkpoint's own; "byte": a 258-token byte-level one
 
     def __post_init__(self):
-        if self.name == "random" and not self.shape:
-            raise ValueError("model 'random' needs model.shape (ModelConfig fields)")
+        if self.name in ("random", "coldstart") and not self.shape:
+            raise ValueError(f"model {self.name!r} needs model.shape (ModelConfig fields)")
         if self.shape is not None:
             object.__setattr__(self, "shape", dict(self.shape))
 
@@ -155,6 +158,7 @@ class RunConfig:
     mesh: Mapping[str, int]
     rules: Any
     raw: Mapping[str, Any]  # the config as a dict, for the run folder
+    coldstart: ColdStartSpec | None = None
 
     def policy_of(self, role: str) -> str:
         """The policy whose params (or EMA teacher, for "<policy>@teacher") the role samples with."""
@@ -167,7 +171,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-_TOP = ("seed", "steps", "game", "roles", "policies", "loop", "verifiers", "mesh", "rules")
+_TOP = ("seed", "steps", "game", "roles", "policies", "loop", "verifiers", "mesh", "rules", "coldstart")
 
 
 def parse(cfg) -> RunConfig:
@@ -226,8 +230,12 @@ def parse(cfg) -> RunConfig:
     unused = sorted(set(policies) - targets)
     if unused:
         raise ConfigError(f"policies {unused} are used by no role")
+    coldstart = _strict(ColdStartSpec, raw["coldstart"], "coldstart") if raw.get("coldstart") is not None else None
+    wants = sorted(n for n, p in policies.items() if p.model.name == "coldstart")
+    if wants and coldstart is None:
+        raise ConfigError(f"policies {wants} load model 'coldstart' but the config has no coldstart section")
     mesh = {str(k): int(v) for k, v in _as_dict(raw.get("mesh") or {"data": 1, "fsdp": -1, "tensor": 1}).items()}
     return RunConfig(seed=int(raw.get("seed", 0)), steps=steps, game_name=name, game=settings, roles=roles,
                      policies=policies, loop=_strict(LoopSpec, raw.get("loop"), "loop"),
                      verifiers=_strict(VerifierSpec, raw.get("verifiers"), "verifiers"), mesh=mesh,
-                     rules=raw.get("rules"), raw=raw)
+                     rules=raw.get("rules"), raw=raw, coldstart=coldstart)

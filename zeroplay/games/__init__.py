@@ -24,6 +24,7 @@ GAMES = {
     "ttrl": "zeroplay.games.ttrl",
     "rent": "zeroplay.games.rent",
     "intuitor": "zeroplay.games.intuitor",
+    "arith_world": "zeroplay.games.arith_world",
 }
 
 

@@ -144,6 +144,12 @@ class Game(abc.ABC):
         after_step returns."""
         return dict(state), {}
 
+    def evaluate(self, state: Mapping, ctx: Context) -> dict[str, float]:
+        """The game's own held-out figures, logged under the names it gives (e.g. arith_world's
+        `heldout_accuracy`) at the loop's evaluation points (`loop.eval_at_start`, every
+        `loop.eval_every` steps, the last step); `ctx.sample` samples the live policies. Default: none."""
+        return {}
+
     def sampling(self, role: str) -> Sampling:
         """Per-role sampling the game insists on (default: the configured one)."""
         return Sampling()
