@@ -176,7 +176,22 @@ def test_tiny_run_cold_start_selfplay_heldout_and_resume(tmp_path):
     assert rows[0]["step"] == 0 and "heldout_accuracy" in rows[0] and "heldout/transfer_accuracy" in rows[0]
     assert [r["step"] for r in rows] == [0, 1, 2] and "heldout_accuracy" in rows[-1]
     assert rows[1]["proposer/episodes"] == 4 and rows[1]["policy/trained"] == 1.0
-    c.steps = 3
-    again = loop.run(parse(c), str(tmp_path), log=lambda s: None)
+    assert 0 <= rows[1]["sample/proposer/finished_row_share"] < 1  # the long tail, measured per role
+    c.steps, c.loop.time_limit_s = 10, 1e-6  # the time limit ends the resumed run after one step
+    logs = []
+    again = loop.run(parse(c), str(tmp_path), log=logs.append)
     assert [r["step"] for r in again] == [3]  # resumed from step 2, the cold start reused
+    assert "heldout_accuracy" in again[0] and "time limit" in logs[-1]  # evaluated like a last step
     assert json.loads((tmp_path / "coldstart" / "coldstart.json").read_text()) == info
+
+
+def test_grpo_groups_each_solver_prompt():
+    game = make_game("arith_world", {"proposals_per_step": 2, "solver_samples": 3, "advantage": "grpo"})
+    assert game.estimator == "grpo" and make_game("arith_world", {}).estimator == "reinforce_pp"
+    ctx, _ = _ctx(lambda prompt, i: "7" if prompt.startswith("D") else "1")
+    state = game.init_state(ctx)
+    reqs = game.requests("play", state, ctx)
+    _, eps, _ = game.score("play", reqs, [[_completion("3+4")], [_completion("2*2")]], state, ctx)
+    solver = [e.bucket for e in eps if e.role == "solver"]
+    assert len(solver) == 12 and len(set(solver)) == 4  # 2 proposals x 2 tasks, 3 rollouts each
+    assert {e.bucket for e in eps if e.role == "proposer"} == {"propose"}

@@ -151,7 +151,7 @@ class StageTimer:
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
-        if self._stack and self._stack[0][0] == "eval":
+        if self.in_eval:
             yield
             return
         if self._on_stage:
@@ -166,6 +166,10 @@ class StageTimer:
             self.seconds[stage] += total - frame[2]
             if self._stack:
                 self._stack[-1][2] += total
+
+    @property
+    def in_eval(self) -> bool:
+        return bool(self._stack) and self._stack[0][0] == "eval"
 
     def metrics(self) -> dict[str, float]:
         out = {f"time/{k}": v for k, v in self.seconds.items()}
@@ -201,6 +205,7 @@ class Sampler:
         self.eos = eos_ids(tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.step, self.calls = 0, 0
+        self.tail: dict[str, list[int]] = {}  # role -> [generated tokens, row-steps decoded] this step
         self.local_mesh = _local_mesh(cfg) if is_multihost() else None
         self._local_params: dict[tuple[str, bool], tuple[Any, Any]] = {}  # -> (global params, local copy)
 
@@ -223,6 +228,12 @@ class Sampler:
                                                                     self.cfg.rules))
             self._local_params[key] = cached = (params, local)
         return cached[1], self.local_mesh if self.local_mesh.size > 1 else None
+
+    def tail_metrics(self) -> dict[str, float]:
+        """Per role, the share of decoded row-steps spent on rows that had already finished: a
+        sampler call decodes every row until its longest one ends (issue #16's long tail)."""
+        return {f"sample/{role}/finished_row_share": 1.0 - used / slots
+                for role, (used, slots) in self.tail.items() if slots}
 
     def resolve(self, role: str, sampling: Sampling | None):
         spec = self.cfg.policies[self.cfg.policy_of(role)].sampling
@@ -266,6 +277,12 @@ class Sampler:
                             for g in range(n)] for i in range(res.tokens.shape[0])]
             if is_multihost():
                 rows = _gather_chunks(rows, (role, len(prompts), n, self.step, first_call))
+            if not self.timer.in_eval:
+                acc = self.tail.setdefault(role, [0, 0])
+                for chunk_rows in rows.values():
+                    lengths = [len(t) for samples in chunk_rows for t, _, _ in samples]
+                    acc[0] += sum(lengths)
+                    acc[1] += len(lengths) * max(lengths, default=0)
             for j, lo in enumerate(starts):
                 for i, samples in enumerate(rows[j]):
                     prompt, row = prompts[lo + i], []
@@ -565,7 +582,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
     sample = sample_fn or sampler
 
     def context(step: int, rng) -> Context:
-        sampler.step, sampler.calls = step, 0
+        sampler.step, sampler.calls, sampler.tail = step, 0, {}
         return Context(sample=sample, encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
                        decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True), rng=rng,
                        step=step, timer=timer, chat=_chat_fn(tokenizer),
@@ -585,6 +602,7 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
             game_state = game.init_state(context(0, rng))
             game_state = _same_everywhere(game_state, rng)
     bar.update(start)
+    t_run = time.perf_counter()
     rows = []
     writer = MetricsWriter(workdir) if lead else None
     evaluates = evaluator is not None or type(game).evaluate is not Game.evaluate
@@ -629,16 +647,20 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 game_state, actions = game.after_step(game_state, step, metrics, ctx)  # sees the updated params
                 game_state, actions = _same_everywhere((game_state, actions), rng)
                 metrics.update(apply_actions(actions, policies, cfg))
-                due = step == cfg.steps or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
+                # a time budget ends the run like the last step: evaluated, checkpointed, resumable
+                out_of_time = any_process(bool(cfg.loop.time_limit_s) and
+                                          time.perf_counter() - t_run >= cfg.loop.time_limit_s)
+                due = step == cfg.steps or out_of_time or (cfg.loop.eval_every and step % cfg.loop.eval_every == 0)
                 if evaluates and due:
                     with timer("eval"):
                         metrics.update(evaluate(step, ctx, game_state))
                 stop = any_process(signals.stop)  # a signal seen by one process stops them all
-                last = step == cfg.steps or stop
+                last = step == cfg.steps or stop or out_of_time
                 if step % cfg.loop.checkpoint_every == 0 or last:
                     with timer("checkpoint"):
                         _save(ckpt, step, policies, game_state, rng, cfg, force=True)
-                row = {"step": step, **metrics, **timer.metrics(), "time/step": time.perf_counter() - t0}
+                row = {"step": step, **metrics, **sampler.tail_metrics(), **timer.metrics(),
+                       "time/step": time.perf_counter() - t0}
                 if num_processes > 1:
                     row["num_processes"] = num_processes
                 if writer is not None:
@@ -648,9 +670,10 @@ def run(cfg: RunConfig, workdir: str, *, evaluator: Callable[[int, Context], dic
                 stage["reward"] = float(np.mean(rewards)) if rewards else float("nan")
                 bar.update(1)
                 on_stage("done")
-                if stop:
+                if stop or out_of_time:
                     if lead:
-                        log(f"stopped by a signal after step {step}; checkpoint saved, rerun the command to resume")
+                        why = "by a signal" if stop else f"at the time limit ({cfg.loop.time_limit_s:g} s)"
+                        log(f"stopped {why} after step {step}; checkpoint saved, rerun the command to resume")
                     break
     finally:
         ckpt.close()

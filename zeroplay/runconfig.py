@@ -133,6 +133,8 @@ class LoopSpec:
     train_row_multiple: int = 8  # train batches are padded to a multiple of this many rows
     train_len_multiple: int = 64  # ... and of this many tokens (fewer recompilations)
     progress: bool = True  # the tqdm bar
+    time_limit_s: float = 0  # > 0: stop after the step that ends past this many seconds of this
+    #                          call's steps (evaluated and checkpointed like the last; rerun to go on)
 
     def __post_init__(self):
         if self.checkpoint_every < 1 or self.sample_batch < 1 or self.train_row_multiple < 1:

@@ -63,11 +63,18 @@ class Settings:
     heldout_max_new_tokens: int = 48
     trace: str = "steps"             # steps: "4*2=8,3+8=11,11-1=10=10"; rewrite: "3+8-1=11-1=10"
     timeout_s: float = 5.0
+    # "trr++": AZR's task-relative REINFORCE++ (one bucket per task and role); "grpo": one group
+    # per solver prompt (its `solver_samples` rollouts) and one for the proposals. A solver whose
+    # samples mostly agree gets no signal from TRR++'s cross-prompt baseline but noise: it pushes
+    # down whole prompts answered consistently wrong (measured in the README's arith section).
+    advantage: str = "trr++"
 
     def __post_init__(self):
         bad = set(self.tasks) - {"deduction", "abduction"}
         if bad or not self.tasks:
             raise ValueError(f"arith_world: tasks must be a subset of (deduction, abduction), got {self.tasks}")
+        if self.advantage not in ("trr++", "grpo"):
+            raise ValueError(f"arith_world: advantage must be trr++ or grpo, got {self.advantage!r}")
         if self.trace not in ("rewrite", "steps"):
             raise ValueError(f"arith_world: trace must be rewrite or steps, got {self.trace!r}")
         if not max(self.coldstart_max_ops, self.heldout_ops, self.transfer_ops) <= self.max_ops or \
@@ -239,10 +246,9 @@ def coldstart_corpus(s: Settings, rng: np.random.Generator, n: int, *, pool=None
 
 class ArithWorld(Game):
     roles = ("proposer", "solver")
-    estimator = "reinforce_pp"  # AZR's task-relative REINFORCE++: one bucket per (task, role)
-
     def __init__(self, s: Settings):
         self.s = s
+        self.estimator = "reinforce_pp" if s.advantage == "trr++" else "grpo"
         self._heldout = None
 
     @property
@@ -292,8 +298,9 @@ class ArithWorld(Game):
         rows = ctx.sample("solver", [ctx.encode(t[2]) for t in tasks], s.solver_samples) if tasks else []
         eps, solved, stats = [], {}, {t: [] for t in s.tasks}
         with ctx.timed("verify"):
-            for (i, task, text, gold), row in zip(tasks, rows):
+            for k, ((i, task, text, gold), row) in enumerate(zip(tasks, rows)):
                 prompt = ctx.encode(text)
+                bucket = task if s.advantage == "trr++" else f"{task}:{k}"
                 for c in row:
                     ans = deduction_answer(c.text) if task == "deduction" else abduction_answer(c.text)
                     right = ans is not None and (ans == gold if task == "deduction" else ans in gold)
@@ -301,7 +308,7 @@ class ArithWorld(Game):
                     stats[task].append((ans is not None, right))
                     eps.append(Episode("solver", prompt, c, composite_reward(float(right), ans is not None,
                                                                              format_penalty=-1.0),
-                                       bucket=task, info={"answer": ans, "gold": gold}))
+                                       bucket=bucket, info={"answer": ans, "gold": gold}))
         rates = []
         for i, (req, c) in enumerate(zip(requests, comps)):
             ok = parsed[i] is not None
