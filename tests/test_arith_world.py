@@ -177,6 +177,7 @@ def test_tiny_run_cold_start_selfplay_heldout_and_resume(tmp_path):
     assert [r["step"] for r in rows] == [0, 1, 2] and "heldout_accuracy" in rows[-1]
     assert rows[1]["proposer/episodes"] == 4 and rows[1]["policy/trained"] == 1.0
     assert 0 <= rows[1]["sample/proposer/finished_row_share"] < 1  # the long tail, measured per role
+    assert 1 <= rows[1]["sample/proposer/decode_steps"] <= c.policies.policy.sampling.max_new_tokens
     c.steps, c.loop.time_limit_s = 10, 1e-6  # the time limit ends the resumed run after one step
     logs = []
     again = loop.run(parse(c), str(tmp_path), log=logs.append)

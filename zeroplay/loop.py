@@ -205,7 +205,7 @@ class Sampler:
         self.eos = eos_ids(tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.step, self.calls = 0, 0
-        self.tail: dict[str, list[int]] = {}  # role -> [generated tokens, row-steps decoded] this step
+        self.tail: dict[str, list[int]] = {}  # role -> [generated tokens, row-steps, decode steps] this step
         self.local_mesh = _local_mesh(cfg) if is_multihost() else None
         self._local_params: dict[tuple[str, bool], tuple[Any, Any]] = {}  # -> (global params, local copy)
 
@@ -231,9 +231,14 @@ class Sampler:
 
     def tail_metrics(self) -> dict[str, float]:
         """Per role, the share of decoded row-steps spent on rows that had already finished: a
-        sampler call decodes every row until its longest one ends (issue #16's long tail)."""
-        return {f"sample/{role}/finished_row_share": 1.0 - used / slots
-                for role, (used, slots) in self.tail.items() if slots}
+        sampler call decodes every row until its longest one ends (issue #16's long tail); and the
+        number of decode steps its calls ran (each reads every weight once: the sampling roofline)."""
+        out = {}
+        for role, (used, slots, steps) in self.tail.items():
+            if slots:
+                out[f"sample/{role}/finished_row_share"] = 1.0 - used / slots
+                out[f"sample/{role}/decode_steps"] = float(steps)
+        return out
 
     def resolve(self, role: str, sampling: Sampling | None):
         spec = self.cfg.policies[self.cfg.policy_of(role)].sampling
@@ -278,11 +283,12 @@ class Sampler:
             if is_multihost():
                 rows = _gather_chunks(rows, (role, len(prompts), n, self.step, first_call))
             if not self.timer.in_eval:
-                acc = self.tail.setdefault(role, [0, 0])
+                acc = self.tail.setdefault(role, [0, 0, 0])
                 for chunk_rows in rows.values():
                     lengths = [len(t) for samples in chunk_rows for t, _, _ in samples]
                     acc[0] += sum(lengths)
                     acc[1] += len(lengths) * max(lengths, default=0)
+                    acc[2] += max(lengths, default=0)
             for j, lo in enumerate(starts):
                 for i, samples in enumerate(rows[j]):
                     prompt, row = prompts[lo + i], []
