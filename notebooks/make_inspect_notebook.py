@@ -126,7 +126,7 @@ without asking for the format). A random tiny model solves nothing: expect zeros
     ("code", """import dataclasses
 import jax, numpy as np
 from zeroplay.evaluation.models import load_for_eval
-from zeroplay.evaluation.runner import eos_ids
+from zeroplay.models.tokenizer import eos_ids
 from zeroplay.games import Completion, Context, Request, make_game
 from zeroplay.games.azr_text import extract_answer, generation_text, r1_prompt, solve_prompt
 from zeroplay.runconfig import parse

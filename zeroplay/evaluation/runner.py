@@ -23,18 +23,9 @@ import numpy as np
 from zeroplay.evaluation.benchmarks import RG_DEFAULT_SIZE, Item, kind_of, load_benchmark
 from zeroplay.evaluation.protocols import Protocol, resolve
 from zeroplay.evaluation.scoring import prompt_text, score
+from zeroplay.models.tokenizer import eos_ids
 
 SampleTexts = Callable[..., list[list[str]]]
-
-
-def eos_ids(tokenizer) -> tuple[int, ...]:
-    """The tokenizer's eos plus the chat-turn ends it knows (as the training loop's sampler)."""
-    ids = {tokenizer.eos_token_id}
-    vocab = tokenizer.get_vocab()
-    for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-        if t in vocab:
-            ids.add(vocab[t])
-    return tuple(sorted(i for i in ids if i is not None))
 
 
 def _as_protocol(protocol) -> Protocol:

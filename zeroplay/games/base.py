@@ -86,7 +86,7 @@ class Context:
     decode: Callable[[Sequence[int]], str]
     rng: np.random.Generator
     step: int
-    timer: Any = None  # zeroplay.loop.StageTimer: `with ctx.timer("verify"):` (None: untimed)
+    timer: Any = None  # zeroplay.rollouts.StageTimer: `with ctx.timer("verify"):` (None: untimed)
     chat: Callable[[str], list[int]] | None = None  # the tokenizer's chat template, when it has one
     sampling_of: Callable[[str], Sampling] | None = None  # a role's configured sampling settings
     workdir: str | None = None  # the run folder (a game's files beside the run, e.g. caches); None: none

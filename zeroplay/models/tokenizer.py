@@ -20,3 +20,14 @@ def load_tokenizer(name_or_path: str):
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: no usable tokenizer ({str(e).splitlines()[0]})") from None
+
+
+def eos_ids(tokenizer) -> tuple[int, ...]:
+    """The ids that end a completion: the tokenizer's eos plus the chat-turn ends it knows (SmolLM2's
+    chat turns end with <|im_end|>, not its eos)."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+        if t in vocab:
+            ids.add(vocab[t])
+    return tuple(sorted(i for i in ids if i is not None))
