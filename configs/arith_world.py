@@ -9,9 +9,10 @@ No download and no human data: the run trains a SentencePiece tokenizer and a sh
 cold start on examples the executor evaluates (expressions of at most 2 operators, written as
 their reductions), then self-play (zeroplay/games/arith_world.py): the policy proposes
 expressions, the sandbox evaluates them, the same policy solves them (AZR's deduction task: the
-reductions, then the value; abduction, a hidden digit, by `game.tasks`), and the proposer is paid for learnability. `heldout_accuracy` (greedy deduction on 500 fixed
-expressions of exactly 2 operators, every operator equally likely, from their own generator and
-seed; none is a cold-start example or a trained proposal) is scored before and after self-play.
+reductions, then the value; abduction, a hidden digit, by `game.tasks`), and the proposer is paid
+for learnability. `heldout_accuracy` (greedy deduction on 500 fixed expressions of exactly 2
+operators, every operator equally likely, from their own generator and seed; none is a cold-start
+example or a trained proposal) is scored before and after self-play.
 The model is a 4-layer Llama of 3.4M parameters. The self-play part ends itself after 29 minutes
 (`loop.time_limit_s`; rerun the command to go on), so the whole budget is 30 minutes of wall time.
 
