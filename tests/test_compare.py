@@ -32,6 +32,12 @@ def test_paired_difference_matches_numpy_and_scipy():
     assert r["se"] < r["unpaired_se"]
 
 
+def test_accuracy_not_partial_credit():
+    """Items are scored by `correct` (the report's accuracy), not reasoning-gym's partial `score`."""
+    items = [{"prompt": "a", "correct": [False], "score": [0.5]}, {"prompt": "b", "correct": [True], "score": [1.0]}]
+    assert compare.item_scores({"items": items}) == (["a", "b"], [0.0, 1.0])
+
+
 def test_mcnemar_edge_cases():
     assert compare.mcnemar_p(0, 0) == 1.0
     assert compare.mcnemar_p(5, 5) == 1.0

@@ -3,7 +3,8 @@
     python -m zeroplay.evaluation.compare BEFORE.json AFTER.json [--benchmark NAME]
 
 BEFORE and AFTER are reports of `zeroplay.eval --out` or a run's `eval/eval_<step>.json`. Each item
-i has a score a_i (before) and b_i (after) in [0, 1] (the mean over its samples); the items must be
+i has a score a_i (before) and b_i (after) in [0, 1] (its share of correct samples, so the means
+are the reports' accuracies); the items must be
 the same ones in the same order (checked by prompt). With d_i = b_i - a_i over n items:
 
     diff = mean(d),   se = std(d, ddof=1) / sqrt(n),   95% interval = diff +- 1.96 se
@@ -26,10 +27,12 @@ Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
 def item_scores(bench: dict) -> tuple[list[str], list[float]]:
-    """(prompts, per-item mean score) of one benchmark entry of a report."""
+    """(prompts, per-item share of correct samples) of one benchmark entry of a report: the
+    report's `accuracy` per item. `correct` is read, not `score`, which for reasoning-gym items may
+    give partial credit (0.5 for some wrong answers); a report without `correct` falls back to it."""
     prompts, scores = [], []
     for it in bench["items"]:
-        s = it.get("score", it.get("correct"))
+        s = it["correct"] if "correct" in it else it.get("score")
         s = [float(x) for x in s] if isinstance(s, (list, tuple)) else [float(s)]
         prompts.append(it.get("prompt", str(it.get("index"))))
         scores.append(sum(s) / len(s) if s else 0.0)
