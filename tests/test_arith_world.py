@@ -2,6 +2,7 @@
 rewards through `score` with a scripted policy, the cold start, and a whole tiny run."""
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -184,6 +185,13 @@ def test_tiny_run_cold_start_selfplay_heldout_and_resume(tmp_path):
     assert [r["step"] for r in again] == [3]  # resumed from step 2, the cold start reused
     assert "heldout_accuracy" in again[0] and "time limit" in logs[-1]  # evaluated like a last step
     assert json.loads((tmp_path / "coldstart" / "coldstart.json").read_text()) == info
+    from zeroplay.evaluation.models import load_for_eval  # `zeroplay.eval --model <run>` rebuilds the cold-start model
+
+    _, trained, tok, meta = load_for_eval(str(tmp_path))
+    _, start, _, _ = load_for_eval(str(tmp_path / "coldstart"))
+    assert meta["step"] == 3 and tok.encode("D 1+2=", add_special_tokens=False)
+    shapes = [(a.shape, b.shape) for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(start))]
+    assert len(shapes) > 4 and all(a == b for a, b in shapes)  # the checkpoint, on the cold start's model
 
 
 def test_grpo_groups_each_solver_prompt():

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -104,6 +105,10 @@ def _load_run(run: str, step: int | None, *, role: str):
     spec = cfg.policies[pname]
     ckdir = os.path.join(run, "checkpoints")
     m = spec.model
+    if m.name == "coldstart":  # the run trained its own model first: rebuild it from that folder
+        from zeroplay.coldstart import folder
+
+        m = dataclasses.replace(m, name=folder(cfg.coldstart, run))
     try:
         if m.name == "random":
             mcfg = ModelConfig(**m.shape, dtype=jnp.dtype(m.dtype), param_dtype=jnp.float32,
