@@ -51,7 +51,8 @@ def get_config(arg=None):
     c.policies.policy = ml_collections.ConfigDict(dict(
         model=dict(name="coldstart", dtype="float32", param_dtype="float32", scan_layers=True, remat="none",
                    shape=SHAPE, tokenizer=None),
-        train=dict(lr=5e-5, schedule="constant", grad_clip=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0,
+        train=dict(lr=5e-5, schedule="constant", total_steps=1000, end_lr_ratio=1.0,
+                   grad_clip=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0,
                    aggregation="token_mean", entropy_coef=0.0),
         sampling=dict(max_new_tokens=48, temperature=1.0, top_p=1.0, top_k=0, max_prompt_tokens=64),
     ))
@@ -59,7 +60,8 @@ def get_config(arg=None):
                                                  vocab_size=48, tokenizer_type="char", dir=""))
     c.loop = ml_collections.ConfigDict(dict(
         checkpoint_every=20, keep_checkpoints=2, async_checkpoint=True, eval_every=20, eval_at_start=True,
-        sample_batch=512, train_row_multiple=8, train_len_multiple=16, progress=True,
+        sample_batch=512, train_row_multiple=8, train_len_multiple=16, train_row_growth=2 ** 0.5,
+        drop_zero_advantage=True, progress=True,
         time_limit_s=29 * 60.0))  # the last evaluation and checkpoint fit in the 30th minute
     c.verifiers = ml_collections.ConfigDict(dict(code_workers=2, code_memory_mb=512))
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))

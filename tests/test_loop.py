@@ -207,3 +207,42 @@ def test_stage_timer_nests_exclusively_except_inside_eval(monkeypatch):
             spend(4)
     m = timer.metrics()
     assert (m["time/score"], m["time/sample/solver"], m["time/eval"]) == (1.0, 2.0, 5.0)
+
+
+def test_row_buckets_bound_padding_and_shapes():
+    sizes = [loop.row_bucket(n, 8, 2 ** 0.5) for n in range(1, 400)]
+    assert sorted(set(sizes))[:10] == [8, 16, 24, 32, 48, 64, 96, 128, 184, 256]
+    assert all(b >= n and b % 8 == 0 and b <= max(8, 1.42 * n + 8) for n, b in zip(range(1, 400), sizes))
+    assert [loop.row_bucket(n, 8) for n in (1, 8, 9, 17)] == [8, 8, 16, 24]  # growth 0: multiples only
+    with pytest.raises(ValueError, match="train_row_growth"):
+        runconfig.LoopSpec(train_row_growth=1.0)
+
+
+def test_zero_advantage_rows_leave_the_batch_and_the_update_is_the_kept_rows_update():
+    """Two GRPO groups, one with equal rewards: dropping it trains exactly as a batch of the other
+    group alone would (bitwise), and the dropped count is logged."""
+    from zeroplay.games import Completion, Episode
+    from zeroplay.rollouts import StageTimer
+
+    def episodes(groups):
+        return [Episode("solver", [65, 66], Completion([67 + i, 68], np.array([-1.0, -1.5], np.float32), "", True),
+                        r, f"g{g}") for g, rewards in groups for i, r in enumerate(rewards)]
+
+    def train(drop, eps):
+        d = _one_device(letters_game.tiny_config(steps=1))
+        d["loop"]["drop_zero_advantage"] = drop
+        cfg = runconfig.parse(d)
+        mesh = loop.run_mesh(cfg)
+        pols = loop.build_policies(cfg, mesh)
+        game = type("G", (), {"estimator": "grpo", "estimator_kwargs": {}, "trains": lambda self, s, st: ("solver",)})()
+        m = loop.train_policies(game, pols, cfg, eps, 1, 0, StageTimer(), mesh, {})
+        return m, _by_path(pols["player"].state.params)
+
+    mixed, same = (0, [1.0, 0.0, 1.0, 0.0]), (1, [1.0, 1.0, 1.0, 1.0])
+    m, dropped = train(True, episodes([mixed, same]))
+    _, alone = train(False, episodes([mixed]))
+    _, kept = train(False, episodes([mixed, same]))
+    assert m["player/rows_dropped"] == 4.0 and m["player/trained"] == 1.0
+    assert _equal(dropped, alone) and not _equal(dropped, kept)  # token mean over fewer tokens
+    m, _ = train(True, episodes([same]))
+    assert m["player/no_trainable_episodes"] == 1.0 and m["player/trained"] == 0.0

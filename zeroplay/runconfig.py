@@ -132,6 +132,8 @@ class LoopSpec:
     sample_batch: int = 64  # prompts per sampler call (rows = prompts x samples)
     train_row_multiple: int = 8  # train batches are padded to a multiple of this many rows
     train_len_multiple: int = 64  # ... and of this many tokens (fewer recompilations)
+    train_row_growth: float = 0.0  # > 1: rows further rounded up to multiple * ceil(growth^k) (loop.row_bucket)
+    drop_zero_advantage: bool = False  # zero-advantage episodes leave the batch (loop.train_policies)
     progress: bool = True  # the tqdm bar
     time_limit_s: float = 0  # > 0: stop after the step that ends past this many seconds of this
     #                          call's steps (evaluated and checkpointed like the last; rerun to go on)
@@ -139,6 +141,8 @@ class LoopSpec:
     def __post_init__(self):
         if self.checkpoint_every < 1 or self.sample_batch < 1 or self.train_row_multiple < 1:
             raise ValueError("checkpoint_every, sample_batch and train_row_multiple must be >= 1")
+        if self.train_row_growth and not self.train_row_growth > 1:
+            raise ValueError(f"train_row_growth must be 0 (off) or > 1, got {self.train_row_growth}")
 
 
 @dataclasses.dataclass(frozen=True)
