@@ -179,6 +179,13 @@ def test_tiny_run_cold_start_selfplay_heldout_and_resume(tmp_path):
     assert rows[1]["proposer/episodes"] == 4 and rows[1]["policy/trained"] == 1.0
     assert 0 <= rows[1]["sample/proposer/finished_row_share"] < 1  # the long tail, measured per role
     assert 1 <= rows[1]["sample/proposer/decode_steps"] <= c.policies.policy.sampling.max_new_tokens
+    from zeroplay.evaluation.compare import compare_reports  # every evaluated item, per step
+
+    before, after = (json.loads((tmp_path / "eval" / f"heldout_{k}.json").read_text()) for k in (0, 2))
+    assert len(after["benchmarks"]["heldout_accuracy"]["items"]) == c.game.heldout_size
+    assert after["benchmarks"]["heldout_accuracy"]["accuracy"] == rows[-1]["heldout_accuracy"]
+    diff = compare_reports(before, after)["heldout_accuracy"]
+    assert diff["diff"] == pytest.approx(rows[-1]["heldout_accuracy"] - rows[0]["heldout_accuracy"])
     c.steps, c.loop.time_limit_s = 10, 1e-6  # the time limit ends the resumed run after one step
     logs = []
     again = loop.run(parse(c), str(tmp_path), log=logs.append)

@@ -338,7 +338,8 @@ class ArithWorld(Game):
     def evaluate(self, state, ctx) -> dict[str, float]:
         """Greedy deduction accuracy on the held-out set (`heldout_accuracy`), on the longer
         transfer set (`heldout/transfer_accuracy`) and, for contrast, on 200 expressions of the
-        cold start's own distribution (`heldout/train_dist_accuracy`)."""
+        cold start's own distribution (`heldout/train_dist_accuracy`); every item's answer is in
+        `<workdir>/eval/heldout_<step>.json`, a report `zeroplay.evaluation.compare` reads."""
         rng = np.random.default_rng(self.s.heldout_seed + 2)
         train = [random_expression(rng, int(rng.integers(1, self.s.coldstart_max_ops + 1)), self.s.op_weights)
                  for _ in range(200)]
@@ -349,8 +350,21 @@ class ArithWorld(Game):
         greedy = Sampling(temperature=0.0, max_new_tokens=self.s.heldout_max_new_tokens)
         prompts = [ctx.encode(deduction_prompt(e)) for items in sets.values() for e, _ in items]
         rows = iter(ctx.sample("solver", prompts, 1, greedy))
-        return {name: float(np.mean([deduction_answer(next(rows)[0].text) == v for _, v in items]))
-                for name, items in sets.items()}
+        report = {}
+        for name, items in sets.items():
+            texts = [next(rows)[0].text for _ in items]
+            right = [deduction_answer(t) == v for t, (_, v) in zip(texts, items)]
+            report[name] = {"accuracy": float(np.mean(right)), "items": [
+                {"prompt": deduction_prompt(e), "answer": v, "completion": t, "correct": [float(r)]}
+                for (e, v), t, r in zip(items, texts, right)]}
+        if ctx.workdir:  # per item, for `python -m zeroplay.evaluation.compare` between two steps
+            import jax
+
+            from zeroplay.evaluation.runner import write_report
+
+            if jax.process_index() == 0:
+                write_report({"step": ctx.step, "benchmarks": report}, f"{ctx.workdir}/eval/heldout_{ctx.step}.json")
+        return {name: r["accuracy"] for name, r in report.items()}
 
 
 def make(s: Settings) -> ArithWorld:
