@@ -525,11 +525,11 @@ void AttendOne(const float* qh, const float* keys, const float* vals, const int*
   for (; c < d; c += 8) WeightedSum<1>(p, idx, n, vals, d, c, 1.0f / sum, o);
 }
 
-// Grouped-query attention of the t new tokens of each row (token j at cache slot `slot` + j)
-// over the live cache slots: kv_mask set and at most the token's own slot. One work item per
-// (row, kv head, run of up to 16 tokens), its query heads sharing the gathered slot list.
+// Grouped-query attention of the t new tokens of each row (row i's token j at cache slot
+// slots[i] + j) over the live cache slots: kv_mask set and at most the token's own slot. One work
+// item per (row, kv head, run of up to 16 tokens), its query heads sharing the gathered slot list.
 void Attention(const Dims& dm, const float* q, const float* kc, const float* vc, const uint8_t* kv_mask,
-               int slot, float* out) {
+               const int* slots, float* out) {
   const int group = static_cast<int>(dm.nh / dm.nkv), d = static_cast<int>(dm.d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   constexpr int64_t kRun = 16;
@@ -540,6 +540,7 @@ void Attention(const Dims& dm, const float* q, const float* kc, const float* vc,
     const float* keys = kc + (bi * dm.nkv + kh) * dm.s * d;
     const float* vals = vc + (bi * dm.nkv + kh) * dm.s * d;
     const uint8_t* mask = kv_mask + bi * dm.s;
+    const int slot = slots[bi];
     std::vector<int> idx;
     idx.reserve(slot + t1);
     for (int s = 0; s < slot + t0; ++s)
@@ -601,8 +602,15 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
       (has_bias && !is(qkv_b.dimensions(), {dm.layers, nq})) ||
       (has_qk_norm && (!is(q_norm.dimensions(), {dm.layers, dm.d}) || !is(k_norm.dimensions(), {dm.layers, dm.d}))))
     return ffi::Error::InvalidArgument("zp_cpu_decode_step: operand shapes do not match the model");
-  const int slot = slot_buf.typed_data()[0];
-  if (slot < 0 || slot + dm.t > dm.s) return ffi::Error::InvalidArgument("cache slot out of range");
+  // One slot for every row ([1]: the prefill, a lockstep decode) or one per row ([B]: continuous
+  // batching, where a refilled row restarts at its own slot while the others go on).
+  const int64_t n_slots = slot_buf.element_count();
+  if (n_slots != 1 && n_slots != dm.b) return ffi::Error::InvalidArgument("slot must be [1] or [B]");
+  std::vector<int> slots(dm.b);
+  for (int64_t i = 0; i < dm.b; ++i) {
+    slots[i] = slot_buf.typed_data()[n_slots == 1 ? 0 : i];
+    if (slots[i] < 0 || slots[i] + dm.t > dm.s) return ffi::Error::InvalidArgument("cache slot out of range");
+  }
 
   float* kc = k_cache->typed_data();
   float* vc = v_cache->typed_data();
@@ -649,7 +657,7 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
         }
         Rope(vec, cs, sn, half);
       }
-      const int64_t bi = r / dm.t, at_slot = slot + r % dm.t;
+      const int64_t bi = r / dm.t, at_slot = slots[bi] + r % dm.t;
       for (int64_t kh = 0; kh < nkv; ++kh) {
         const int64_t at = ((bi * nkv + kh) * dm.s + at_slot) * d;
         std::memcpy(lk + at, row + (nh + kh) * d, d * sizeof(float));
@@ -657,7 +665,7 @@ ffi::Error DecodeStep(ffi::Buffer<ffi::F32> embeds, ffi::Buffer<ffi::F32> rope_c
       }
       std::memcpy(hn.data() + r * nh * d, row, nh * d * sizeof(float));  // q, contiguous per row
     });
-    Attention(dm, hn.data(), lk, lv, mask, slot, attn.data());
+    Attention(dm, hn.data(), lk, lv, mask, slots.data(), attn.data());
     Matmul{attn.data(), o_w.typed_data() + l * o_panels * nh * d * kPanel, nullptr, x.data(),
            rows, static_cast<int>(nh * d), static_cast<int>(h), Epilogue::kAccumulate, &x_pack}.Run();
     ForRows(m, [&](int64_t r) { RmsNorm(x.data() + r * h, ln2.typed_data() + l * h, eps, h, hn.data() + r * h); });
@@ -769,7 +777,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Arg<ffi::Buffer<ffi::F32>>()   // rope cos [B T, D / 2]
         .Arg<ffi::Buffer<ffi::F32>>()   // rope sin [B T, D / 2]
         .Arg<ffi::Buffer<ffi::U8>>()    // kv_mask [B, S]
-        .Arg<ffi::Buffer<ffi::S32>>()   // slot [1]: the cache slot of each row's first new token
+        .Arg<ffi::Buffer<ffi::S32>>()   // slot [1] or [B]: the cache slot of each row's first new token
         .Arg<ffi::Buffer<ffi::F32>>()   // ln1 [L, H]
         .Arg<ffi::Buffer<ffi::F32>>()   // qkv packed [L, NP, H, 16]
         .Arg<ffi::Buffer<ffi::F32>>()   // qkv bias [L, (NH + 2 KVH) D] or [L, 0]

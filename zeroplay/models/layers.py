@@ -149,14 +149,23 @@ def gated_mlp(p: dict, x: jax.Array, dtype: Any) -> jax.Array:
     return linear(h, p["down_proj"], dtype)
 
 
+def _write_cache(c: jax.Array, new: jax.Array, index, axis: int) -> jax.Array:
+    """new written into c along its slot `axis` from `index`: one index for every row, or [B] indices,
+    one per row (the sampler's continuous batching, where rows are at different slots)."""
+    if jnp.ndim(index) == 0:
+        return jax.lax.dynamic_update_slice_in_dim(c, new, index, axis=axis)
+    return jax.vmap(lambda ci, ni, i: jax.lax.dynamic_update_slice_in_dim(ci, ni, i, axis=axis - 1))(c, new, index)
+
+
 def self_attention(cfg: ModelConfig, p: dict, x: jax.Array, positions: jax.Array, mask: jax.Array,
                    cache: KVCache | None = None, cache_index=0, *, kv_heads_first: bool = False):
     """The attention block on normalised x [B, T, H] -> (out [B, T, H], new cache or None).
 
     q, k, v projections (+ biases), q/k RMSNorm (cfg.qk_norm), rope at `positions` [B, T], then
     `attention` over the cache after writing this call's k, v at slots cache_index..+T-1 (without a
-    cache: over this call's own k, v). p: {"q_proj", "k_proj", "v_proj" (or fused "qkv_proj"),
-    "o_proj", "q_norm", "k_norm"}, kernels [H, heads, D] and [NH, D, H].
+    cache: over this call's own k, v); cache_index is one slot for every row or [B], one per row.
+    p: {"q_proj", "k_proj", "v_proj" (or fused "qkv_proj"), "o_proj", "q_norm", "k_norm"}, kernels
+    [H, heads, D] and [NH, D, H].
     """
     dt, nh, nkv = cfg.dtype, cfg.num_heads, cfg.num_kv_heads
     if "qkv_proj" in p:
@@ -174,9 +183,8 @@ def self_attention(cfg: ModelConfig, p: dict, x: jax.Array, positions: jax.Array
     new_cache = None
     if cache is not None:
         axis = 2 if kv_heads_first else 1
-        ck, cv = (jax.lax.dynamic_update_slice_in_dim(
-            c, (jnp.swapaxes(n, 1, 2) if kv_heads_first else n).astype(c.dtype), cache_index, axis=axis)
-            for c, n in zip(cache, (k, v)))
+        ck, cv = (_write_cache(c, (jnp.swapaxes(n, 1, 2) if kv_heads_first else n).astype(c.dtype), cache_index, axis)
+                  for c, n in zip(cache, (k, v)))
         new_cache = (ck, cv)
         k, v = ck.astype(dt), cv.astype(dt)
     elif kv_heads_first:

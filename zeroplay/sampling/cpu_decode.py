@@ -191,8 +191,9 @@ def stack_cache(cache: dict) -> tuple[jax.Array, jax.Array]:
 
 def _fused_call(cfg: ModelConfig, packed: dict, cache, tokens: jax.Array, positions: jax.Array, slot,
                 kv_mask: jax.Array):
-    """tokens, positions [B, T]: T new tokens per row at cache slots slot..slot+T-1 (the same for
-    every row); returns the logits f32 [B, V] of each row's last token and the updated cache."""
+    """tokens, positions [B, T]: T new tokens per row at cache slots slot..slot+T-1 (`slot` one
+    scalar for every row, or [B], one per row); returns the logits f32 [B, V] of each row's last
+    token and the updated cache."""
     _require_kernel()
     b, t = tokens.shape
     embeds = jnp.take(packed["embed"], tokens.reshape(-1), axis=0).astype(jnp.float32)
@@ -203,7 +204,7 @@ def _fused_call(cfg: ModelConfig, packed: dict, cache, tokens: jax.Array, positi
          jax.ShapeDtypeStruct(cache[1].shape, jnp.float32)),
         input_output_aliases={16: 1, 17: 2})
     logits, k, v = call(
-        embeds, jnp.cos(ang), jnp.sin(ang), kv_mask.astype(jnp.uint8), jnp.reshape(slot, (1,)).astype(jnp.int32),
+        embeds, jnp.cos(ang), jnp.sin(ang), kv_mask.astype(jnp.uint8), jnp.reshape(slot, (-1,)).astype(jnp.int32),
         packed["ln1"], packed["qkv"], packed["qkv_bias"], packed["q_norm"], packed["k_norm"], packed["o"],
         packed["ln2"], packed["gate_up"], packed["down"], packed["norm"], packed["head"], cache[0], cache[1],
         eps=np.float32(cfg.rms_norm_eps), num_heads=np.int64(cfg.num_heads),

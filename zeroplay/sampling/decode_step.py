@@ -62,12 +62,13 @@ def decode_step(cfg: ModelConfig, params, layers: list[dict], head: jax.Array, c
                 tokens: jax.Array, positions: jax.Array, slot: jax.Array, kv_mask: jax.Array):
     """tokens [B] at rotary `positions` [B] written to cache slot `slot` -> (logits f32 [B, V], cache).
 
-    kv_mask [B, S]: which slots hold real keys; the query attends slots <= slot among them.
+    slot: one slot for every row, or [B], one per row (continuous batching).
+    kv_mask [B, S]: which slots hold real keys; the query attends slots <= its slot among them.
     `layers` and `head` come from `unstack_layers` and `head_kernel` (hoisted out of the loop).
     """
     x = jnp.take(params["embed_tokens"]["embedding"], tokens, axis=0).astype(cfg.dtype)[:, None]  # [B, 1, H]
     s = kv_mask.shape[1]
-    mask = (kv_mask.astype(bool) & (jnp.arange(s)[None, :] <= slot))[:, None]  # [B, 1, S]
+    mask = (kv_mask.astype(bool) & (jnp.arange(s)[None, :] <= jnp.reshape(slot, (-1, 1))))[:, None]  # [B, 1, S]
     new_cache = []
     for p, c in zip(layers, cache):
         x, c = layer(cfg, p, x, positions[:, None], mask, c, slot, kv_heads_first=True)

@@ -34,12 +34,12 @@ from zeroplay.sampling.decode_step import CACHE_AXES, decode_step, head_kernel, 
 from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms, token_stats
 from zeroplay.sampling.stop import StopChecker
 
-_TRACES = {"prefill": 0, "decode": 0}
+_TRACES = {"prefill": 0, "decode": 0, "refill": 0}
 
 
 def compile_count() -> int:
     """How many sampler programs have been traced (each trace is one XLA compilation)."""
-    return _TRACES["prefill"] + _TRACES["decode"]
+    return sum(_TRACES.values())
 
 
 @dataclasses.dataclass
@@ -64,7 +64,7 @@ class DecodeState:
     lengths: jax.Array  # int32 [B]
     finished: jax.Array  # bool [B]
     uniforms: jax.Array  # float32 [B, M]: row r's draw at step i (see row_uniforms)
-    step: jax.Array  # int32 []: tokens generated so far
+    step: jax.Array  # int32 []: decode steps run (lockstep: tokens generated so far by every row)
     entropy: jax.Array | None = None  # float32 [B, M] with token_stats (None: not computed)
     self_certainty: jax.Array | None = None  # float32 [B, M] with token_stats
 
@@ -114,6 +114,10 @@ class _Programs:
         self.mesh, self.rules, self.kernel, self.stats = mesh, rules, kernel, stats
         self.prefill = jax.jit(self._prefill, static_argnames=("max_new",))
         self.decode = jax.jit(self._decode, donate_argnums=(2,))
+        # Continuous batching (`continuous.py`): rows at their own slots, refilled in place.
+        self.decode_rows = jax.jit(functools.partial(self._decode, per_row=True), donate_argnums=(2,))
+        self.refill = jax.jit(self._refill, donate_argnums=(2,))
+        self.empty = jax.jit(self._empty, static_argnames=("rows", "prompt_len", "max_new"))
         weights = cpu_decode.pack_weights if kernel else head_kernel
         self._weights = jax.jit(functools.partial(weights, cfg=self.cfg))
         self._last = (None, None)  # (weakrefs to the param leaves, their decode weights)
@@ -163,33 +167,48 @@ class _Programs:
         w = lm_head_kernel(params, self.cfg).astype(self.cfg.dtype)
         return jnp.dot(hidden.astype(self.cfg.dtype), w, preferred_element_type=jnp.float32)  # f32 logits
 
-    def _prefill(self, params, weights, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
-        _TRACES["prefill"] += 1
-        cfg, g = self.cfg, self.g
-        n, p = ids.shape
+    def _prompt_caches(self, params, weights, ids, mask):
+        """Prompts ids [n, P] (left-padded, `mask` marks real tokens) -> (logits f32 [n, V] of each
+        prompt's last token, its cache over P slots in the decode layout, rotary positions [n, P])."""
+        cfg = self.cfg
         positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
-        b = n * g
-        if self.kernel:  # the fused CPU call on the packed weights; cache [L, B, KVH, S, D]
+        if self.kernel:  # the fused CPU call on the packed weights; cache [L, n, KVH, P, D]
             logits, cache = cpu_decode.prefill(cfg, weights, ids, positions, mask)
-            # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
-            full = cpu_decode.fan_out(cache, g, p + max_new)
-        else:
-            cache = init_cache(cfg, n, p)
-            hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=cache,
-                                             cache_index=0, kv_mask=mask, return_hidden=True)
-            logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
-            full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
-                                split_cache(cache))
+            return logits, cache, positions
+        n, p = ids.shape
+        hidden, cache = self.model.apply({"params": params}, ids, positions=positions, cache=init_cache(cfg, n, p),
+                                         cache_index=0, kv_mask=mask, return_hidden=True)
+        logits = self._logits_last(params, hidden[:, -1])  # [n, V]: every prompt ends at slot P-1
+        return logits, split_cache(cache), positions
+
+    def _first_tokens(self, logits, uniforms, temperature, top_p, max_new):
+        """Each row's first token from its prompt's logits [n, V] (G rows per prompt): the token,
+        its logprob and, with stats, the [rows, max_new] entropy / self-certainty columns."""
+        g = self.g
         stats = {}
         if self.stats:  # per prompt, then to its G rows like the logits
             first = [jnp.repeat(x, g, axis=0) for x in token_stats(logits)]
-            stats = {k: jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(x)
+            stats = {k: jnp.zeros((x.shape[0], max_new), jnp.float32).at[:, 0].set(x)
                      for k, x in zip(("entropy", "self_certainty"), first)}
-        logits = jnp.repeat(logits, g, axis=0)
+        tok, lp = choose(jnp.repeat(logits, g, axis=0), uniforms[:, 0], self.mode, temperature, top_p)
+        return tok, lp, stats
+
+    def _prefill(self, params, weights, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
+        _TRACES["prefill"] += 1
+        g = self.g
+        n, p = ids.shape
+        b = n * g
+        logits, cache, positions = self._prompt_caches(params, weights, ids, mask)
+        # Fan-out: each prompt's cache and last logits go to its G rows (row = prompt * G + sample).
+        if self.kernel:
+            full = cpu_decode.fan_out(cache, g, p + max_new)
+        else:
+            full = jax.tree.map(lambda c: jnp.pad(jnp.repeat(c, g, axis=0), ((0, 0), (0, 0), (0, max_new), (0, 0))),
+                                cache)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
         prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
         uniforms = row_uniforms(rng, prompt_idx, jnp.arange(b, dtype=jnp.int32) % g, max_new)
-        tok, lp = choose(logits, uniforms[:, 0], self.mode, temperature, top_p)
+        tok, lp, stats = self._first_tokens(logits, uniforms, temperature, top_p, max_new)
         pad_row = prompt_idx >= n_real
         tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(tok)
         logprobs = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp)
@@ -199,34 +218,102 @@ class _Programs:
                             uniforms=uniforms, step=jnp.int32(1), **stats)
         return self._constrain(state)
 
-    def _decode(self, params, weights, state: DecodeState, limit, temperature, top_p, eos):
+    def _empty(self, *, rows: int, prompt_len: int, max_new: int) -> DecodeState:
+        """A continuous-batching state of `rows` free rows (all finished), cache of P + M slots."""
+        cfg, b, s = self.cfg, rows, prompt_len + max_new
+        shape = (b, cfg.num_kv_heads, s, cfg.dim_per_head)
+        if self.kernel:
+            z = jnp.zeros((cfg.num_layers,) + shape, jnp.float32)
+            cache = (z, z)
+        else:
+            cache = tuple((jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype)) for _ in range(cfg.num_layers))
+        stats = {k: jnp.zeros((b, max_new), jnp.float32) for k in ("entropy", "self_certainty")} if self.stats else {}
+        state = DecodeState(cache=cache, kv_mask=jnp.zeros((b, s), bool), last=jnp.zeros((b,), jnp.int32),
+                            next_pos=jnp.zeros((b,), jnp.int32), tokens=jnp.zeros((b, max_new), jnp.int32),
+                            logprobs=jnp.zeros((b, max_new), jnp.float32), lengths=jnp.ones((b,), jnp.int32),
+                            finished=jnp.ones((b,), bool), uniforms=jnp.zeros((b, max_new), jnp.float32),
+                            step=jnp.int32(1), **stats)
+        return self._constrain(state)
+
+    def _refill(self, params, weights, state: DecodeState, ids, mask, rows, prompt_idx, sample_idx, rng,
+                temperature, top_p, eos, budget):
+        """Prefill prompts ids [R, P] into state rows `rows` [R G] (G rows per prompt, in order;
+        an index >= B is a padding row, dropped), in place: each refilled row restarts at slot P
+        with its request's own uniforms, row_uniforms(rng, prompt_idx, sample_idx), as in `prefill`."""
+        _TRACES["refill"] += 1
+        g, max_new = self.g, state.tokens.shape[1]
+        b_new, p = ids.shape[0] * g, ids.shape[1]
+        logits, cache, positions = self._prompt_caches(params, weights, ids, mask)
+        uniforms = row_uniforms(rng, prompt_idx, sample_idx, max_new)
+        tok, lp, stats = self._first_tokens(logits, uniforms, temperature, top_p, max_new)
+
+        def put(dst, src, lead=()):  # rows of src into dst's `rows` (axis len(lead)), slots [0, P) only
+            return dst.at[lead + (rows,)].set(src, mode="drop")
+
+        if self.kernel:  # stacked [L, B, KVH, S, D]: the new rows' slots [0, P); later slots are masked
+            full = tuple(c.at[:, rows, :, :p].set(jnp.repeat(n, g, axis=1), mode="drop")
+                         for c, n in zip(state.cache, cache))
+        else:
+            full = jax.tree.map(lambda c, n: c.at[rows, :, :p].set(jnp.repeat(n, g, axis=0).astype(c.dtype),
+                                                                   mode="drop"), state.cache, cache)
+        kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b_new, max_new), bool)], axis=1)
+        zeros_i, zeros_f = jnp.zeros((b_new, max_new), jnp.int32), jnp.zeros((b_new, max_new), jnp.float32)
+        new = state.replace(
+            cache=full, kv_mask=put(state.kv_mask, kv_mask), last=put(state.last, tok),
+            next_pos=put(state.next_pos, jnp.repeat(positions[:, -1] + 1, g)),
+            tokens=put(state.tokens, zeros_i.at[:, 0].set(tok)), logprobs=put(state.logprobs, zeros_f.at[:, 0].set(lp)),
+            lengths=put(state.lengths, jnp.ones((b_new,), jnp.int32)),
+            finished=put(state.finished, _is_eos(tok, eos) | (budget <= 1)), uniforms=put(state.uniforms, uniforms),
+            **{k: put(getattr(state, k), x) for k, x in stats.items()})
+        return self._constrain(new)
+
+    def _decode(self, params, weights, state: DecodeState, limit, temperature, top_p, eos, budget=None,
+                refill_at=None, *, per_row: bool = False):
+        """Decode until step `limit` or every row has finished.
+
+        Lockstep (per_row=False): every row writes slot P + step - 1 and column `step`.
+        per_row=True (continuous batching): row r writes slot P + lengths[r] - 1 and column
+        lengths[r], so rows refilled at different times each run their own sequence; a row also
+        finishes at `budget` tokens, and the loop exits early once `refill_at` rows are free.
+        """
         _TRACES["decode"] += 1
         cfg = self.cfg
-        p = state.kv_mask.shape[1] - state.tokens.shape[1]
+        m = state.tokens.shape[1]
+        p = state.kv_mask.shape[1] - m
         if self.kernel:
             step = functools.partial(cpu_decode.decode_step, cfg, weights)
         else:
             step = functools.partial(decode_step, cfg, params, unstack_layers(params, cfg), weights)  # unstacked once
 
         def cond(s: DecodeState):
-            return (s.step < limit) & ~jnp.all(s.finished)
+            go = (s.step < limit) & ~jnp.all(s.finished)
+            return go & (jnp.sum(s.finished) < refill_at) if per_row else go
 
         def body(s: DecodeState):
-            logits, cache = step(s.cache, s.last, s.next_pos, p + s.step - 1, s.kv_mask)
-            u = jax.lax.dynamic_index_in_dim(s.uniforms, s.step, axis=1, keepdims=False)
-            tok, lp = choose(logits, u, self.mode, temperature, top_p)
             live = ~s.finished
-            tokens = jax.lax.dynamic_update_slice_in_dim(s.tokens, jnp.where(live, tok, 0)[:, None], s.step, 1)
-            logprobs = jax.lax.dynamic_update_slice_in_dim(s.logprobs, jnp.where(live, lp, 0.0)[:, None],
-                                                           s.step, 1)
+            if per_row:  # each row at its own column; a finished row stays on its own (< M, in bounds)
+                col = jnp.minimum(s.lengths, m - 1)
+                hot = (jnp.arange(m)[None, :] == col[:, None]) & live[:, None]  # finished rows keep theirs
+                u = jnp.take_along_axis(s.uniforms, col[:, None], axis=1)[:, 0]
+                put = lambda arr, x: jnp.where(hot, x[:, None], arr)
+                slot = p + col - 1
+            else:  # column `step` of every row: 0 for finished rows
+                u = jax.lax.dynamic_index_in_dim(s.uniforms, s.step, axis=1, keepdims=False)
+                put = lambda arr, x: jax.lax.dynamic_update_slice_in_dim(arr, jnp.where(live, x, 0)[:, None], s.step, 1)
+                slot = p + s.step - 1
+            logits, cache = step(s.cache, s.last, s.next_pos, slot, s.kv_mask)
+            tok, lp = choose(logits, u, self.mode, temperature, top_p)
             stats = {}
             if self.stats:  # from the same logits, in the same loop body: no second pass
                 for name, x in zip(("entropy", "self_certainty"), token_stats(logits)):
-                    stats[name] = jax.lax.dynamic_update_slice_in_dim(
-                        getattr(s, name), jnp.where(live, x, 0.0)[:, None], s.step, 1)
-            return s.replace(cache=cache, last=tok, next_pos=s.next_pos + 1, tokens=tokens, logprobs=logprobs,
-                             lengths=s.lengths + live.astype(jnp.int32),
-                             finished=s.finished | _is_eos(tok, eos), step=s.step + 1, **stats)
+                    stats[name] = put(getattr(s, name), x)
+            lengths = s.lengths + live.astype(jnp.int32)
+            finished = s.finished | _is_eos(tok, eos)
+            if per_row:
+                finished = finished | (lengths >= budget)
+            return s.replace(cache=cache, last=tok, next_pos=s.next_pos + 1, tokens=put(s.tokens, tok),
+                             logprobs=put(s.logprobs, lp),
+                             lengths=lengths, finished=finished, step=s.step + 1, **stats)
 
         return self._constrain(jax.lax.while_loop(cond, body, state))
 
@@ -283,9 +370,11 @@ class Plan:
 def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
             rng=None, mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-            pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False) -> tuple[DecodeState, Plan]:
+            pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False,
+            rows: int | None = None) -> tuple[DecodeState, Plan]:
     """Validate, bucket and prefill: the state after the first generated token, and its plan.
-    token_stats: the state also carries per-token entropy and self-certainty (see generate)."""
+    token_stats: the state also carries per-token entropy and self-certainty (see generate).
+    rows: continuous batching instead (`continuous.py`): an empty state of `rows` free rows."""
     cfg = model.cfg
     max_len = int(max_cache_len or cfg.max_position_embeddings)
     _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
@@ -313,8 +402,11 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     top_p_arr = jnp.float32(top_p)
     eos_arr = jnp.asarray(eos)
     weights = progs.weights(params)
-    state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n), temp,
-                          top_p_arr, eos_arr, max_new=m)
+    if rows is not None:
+        state = progs.empty(rows=int(rows), prompt_len=p_len, max_new=m)
+    else:
+        state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n),
+                              temp, top_p_arr, eos_arr, max_new=m)
     plan = Plan(programs=progs, params=params, weights=weights, temperature=temp, top_p=top_p_arr,
                 eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
     return state, plan
@@ -324,7 +416,8 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
              rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
              mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
-             pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False) -> SampleOutput:
+             pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False,
+             max_rows: int | None = None, refill_rows: int | None = None) -> SampleOutput:
     """Sample `num_samples` completions of every prompt (see the module docstring).
 
     tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
@@ -342,15 +435,32 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     generated token, H(p) and KL(U || p) of the model's untempered distribution p at that step,
     computed from the logits the decode step already returns (XLA or CPU kernel), 0 past lengths.
     Off by default: the default programs are unchanged and compute neither.
+    max_rows: decode at most this many rows at once (rounded down to a multiple of num_samples);
+    when the N x G rows exceed it, continuous batching (`continuous.py`): a row that finishes is
+    refilled with the next waiting prompt once `refill_rows` rows are free (default
+    max(G, max_rows / 8)). Same tokens and logprobs as without it; None: all rows at once.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
+    if max_rows is not None and int(max_rows) < int(num_samples):
+        raise ValueError(f"max_rows={max_rows} must be >= num_samples={num_samples}: a prompt's rows start together")
+    rows = None
+    if max_rows is not None and len(prompts) * int(num_samples) > int(max_rows):
+        rows = int(max_rows) // int(num_samples) * int(num_samples)
     state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
                           temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
                           mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
-                          pad_token_id=pad_token_id, decode_kernel=decode_kernel, token_stats=token_stats)
+                          pad_token_id=pad_token_id, decode_kernel=decode_kernel, token_stats=token_stats, rows=rows)
     n, g, max_new_tokens = plan.num_prompts, plan.num_samples, plan.max_new_tokens
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
+    if rows is not None:
+        from zeroplay.sampling.continuous import decode_continuous
+
+        res = decode_continuous(state, plan, prompts, prompt_len=state.kv_mask.shape[1] - state.tokens.shape[1],
+                                rows=rows, rng=_as_raw_key(rng), buckets=buckets or DEFAULT_BUCKETS,
+                                pad_token_id=pad_token_id, checker=checker, stop_check_every=stop_check_every,
+                                refill_rows=refill_rows)
+        return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats)
     if checker is None:
         state = plan.decode(state, max_new_tokens)
     else:
@@ -363,9 +473,18 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
                 break
             state = plan.decode(state, min(done + int(stop_check_every), max_new_tokens))
 
-    tokens = np.asarray(state.tokens)[: n * g, :max_new_tokens]
-    logprobs = np.asarray(state.logprobs)[: n * g, :max_new_tokens]
-    lengths = np.minimum(np.asarray(state.lengths)[: n * g], max_new_tokens)
+    res = {"tokens": np.asarray(state.tokens)[: n * g, :max_new_tokens],
+           "logprobs": np.asarray(state.logprobs)[: n * g, :max_new_tokens],
+           "lengths": np.minimum(np.asarray(state.lengths)[: n * g], max_new_tokens)}
+    for name in ("entropy", "self_certainty") if token_stats else ():
+        res[name] = np.asarray(getattr(state, name))[: n * g, :max_new_tokens]
+    return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats)
+
+
+def _output(res: dict, n: int, g: int, max_new_tokens: int, pad_token_id: int, checker, token_stats: bool
+            ) -> SampleOutput:
+    """Rows [N G, ...] cut at their stop strings, padded past their lengths, shaped [N, G, ...]."""
+    tokens, logprobs, lengths = res["tokens"], res["logprobs"], res["lengths"]
     if checker is not None:
         lengths = np.minimum(lengths, checker.lengths(tokens, lengths))
     past = np.arange(max_new_tokens)[None, :] >= lengths[:, None]
@@ -374,7 +493,6 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     stats = {}
     if token_stats:
         for name in ("entropy", "self_certainty"):
-            x = np.asarray(getattr(state, name))[: n * g, :max_new_tokens]
-            stats[name] = np.where(past, 0.0, x).astype(np.float32).reshape(n, g, max_new_tokens)
+            stats[name] = np.where(past, 0.0, res[name]).astype(np.float32).reshape(n, g, max_new_tokens)
     return SampleOutput(tokens=tokens.reshape(n, g, max_new_tokens), lengths=lengths.astype(np.int32).reshape(n, g),
                         logprobs=logprobs.reshape(n, g, max_new_tokens), **stats)

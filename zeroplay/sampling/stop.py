@@ -32,6 +32,11 @@ class StopChecker:
         self.stopped |= new
         return new
 
+    def reset(self, rows: np.ndarray) -> None:
+        """Rows that now hold a new request (continuous batching): checked afresh."""
+        if self.stopped is not None:
+            self.stopped[rows] = False
+
     def lengths(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Per row, the shortest prefix whose text contains a stop string (else its length)."""
         out = lengths.copy()
