@@ -30,6 +30,7 @@ def _assert_same(out, ref, stats=False):
     (3, 7, dict(temperature=1.0)),  # 7 rows -> 6: two prompts at a time
     (1, 4, dict(temperature=0.8, top_k=20, top_p=0.9)),
     (2, 6, dict(temperature=0)),
+    (2, 16, dict(temperature=1.0)),  # 16 rows: the drain halves the batch to 8, then 4
 ])
 def test_matches_lockstep(qwen2, decode_kernel, g, rows, kw):  # noqa: F811
     _, model, params = qwen2
@@ -85,11 +86,18 @@ def test_stop_strings(qwen2, decode_kernel):  # noqa: F811
     assert any(c.endswith("e") for c in cut) and all(c.count("e") <= 1 for c in cut)
 
 
-def test_fits_at_once_is_lockstep_and_bad_sizes_raise(qwen2):  # noqa: F811
+def test_every_row_at_once_and_bad_sizes(qwen2):  # noqa: F811
+    """max_rows above N x G: every request starts at once, and the drain still halves the batch."""
     _, model, params = qwen2
-    prompts = prompts_of([4, 6], seed=2)
-    kw = dict(max_new_tokens=8, num_samples=2, temperature=1.0, rng=jax.random.PRNGKey(1), decode_kernel="xla")
-    _assert_same(generate(model, params, prompts, max_rows=4, **kw), generate(model, params, prompts, **kw))
+    prompts = prompts_of(LENGTHS[:5], seed=2)
+    kw = dict(max_new_tokens=30, num_samples=2, temperature=1.0, eos_token_ids=EOS, rng=jax.random.PRNGKey(1),
+              decode_kernel="xla")
+    ref = generate(model, params, prompts, **kw)
+    out = generate(model, params, prompts, max_rows=64, **kw)
+    _assert_same(out, ref)
+    assert ref.row_steps == 10 * (ref.decode_steps + 1) and out.decode_steps == ref.decode_steps
+    assert out.row_steps < ref.row_steps  # 10 rows, then 5 once half have ended
+    assert out.row_steps >= int(out.lengths.sum())
     with pytest.raises(ValueError, match="max_rows"):
         generate(model, params, prompts, max_rows=1, **kw)
     with pytest.raises(ValueError, match="refill_rows"):

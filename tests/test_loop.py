@@ -246,3 +246,36 @@ def test_zero_advantage_rows_leave_the_batch_and_the_update_is_the_kept_rows_upd
     assert _equal(dropped, alone) and not _equal(dropped, kept)  # token mean over fewer tokens
     m, _ = train(True, episodes([same]))
     assert m["player/no_trainable_episodes"] == 1.0 and m["player/trained"] == 0.0
+
+
+def test_continuous_batching_samples_what_one_lockstep_call_would():
+    """loop.continuous_batching: one sampler call of sample_batch rows refilled as they end gives
+    the completions of one lockstep call over every prompt with the same key, and its long-tail
+    metric counts the refilled batch's row-steps."""
+    from zeroplay.sampling import generate
+
+    d = _one_device(letters_game.tiny_config(steps=1))
+    d["loop"].update(continuous_batching=True, sample_batch=2)  # 2 prompts x 2 samples: 4 rows at once
+    cfg = runconfig.parse(d)
+    mesh = loop.run_mesh(cfg)
+    policies = loop.build_policies(cfg, mesh)
+    tok = loop.load_tokenizer_for(cfg.policies["player"])
+    sampler = loop.Sampler(cfg, policies, tok, mesh, loop.StageTimer())
+    prompts = [[5 + i, 6, 7 + 2 * i][: 1 + i % 3] for i in range(7)]
+    out = sampler("solver", prompts, 2)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0), 0)
+    ref = generate(policies["player"].model, policies["player"].state.params, prompts, max_new_tokens=8,
+                   num_samples=2, temperature=1.0, eos_token_ids=sampler.eos, rng=key, pad_token_id=sampler.pad)
+    assert sampler.calls == 1
+    for i, row in enumerate(out):
+        for j, c in enumerate(row):
+            n = int(ref.lengths[i, j])
+            assert c.tokens == ref.tokens[i, j, :n].tolist()
+            np.testing.assert_allclose(c.logprobs, ref.logprobs[i, j, :n], atol=1e-5, rtol=0)
+    tail = sampler.tail_metrics()
+    steps = tail["sample/solver/decode_steps"]
+    used = sum(len(c.tokens) for row in out for c in row)
+    assert steps >= max(len(c.tokens) for row in out for c in row)
+    # 14 requests, 4 rows: every row-step is a request's token or an idle row, at most 4 per step
+    share = tail["sample/solver/finished_row_share"]
+    assert 0.0 <= share < 1.0 and used / (1.0 - share) <= 4 * steps + 14

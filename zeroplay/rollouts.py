@@ -110,9 +110,10 @@ class Sampler:
         return cached[1], self.local_mesh if self.local_mesh.size > 1 else None
 
     def tail_metrics(self) -> dict[str, float]:
-        """Per role, the share of decoded row-steps spent on rows that had already finished: a
-        sampler call decodes every row until its longest one ends (issue #16's long tail); and the
-        number of decode steps its calls ran (each reads every weight once: the sampling roofline)."""
+        """Per role, the share of decoded row-steps spent on rows that had already finished (or, with
+        continuous batching, were free): a lockstep call decodes every row until its longest one
+        ends (issue #16's long tail); and the number of decode steps its calls ran (each reads
+        every weight once: the sampling roofline)."""
         out = {}
         for role, (used, slots, steps) in self.tail.items():
             if slots:
@@ -139,6 +140,10 @@ class Sampler:
         cap = policy.spec.sampling.max_prompt_tokens
         prompts = [list(p)[-cap:] for p in prompts]
         chunk = max(1, self.cfg.loop.sample_batch // max(n, 1))
+        # Continuous batching: one call, chunk x n rows decoding at once, each refilled as it ends.
+        rows_at_once = {"max_rows": chunk * n} if self.cfg.loop.continuous_batching and not is_multihost() else {}
+        if rows_at_once:
+            chunk = len(prompts)
         out: list[list[Completion]] = []
         with self.timer(f"sample/{role}"):
             params, mesh = self._sampling_params(policy, self.cfg.roles[role].endswith("@teacher"))
@@ -146,6 +151,7 @@ class Sampler:
             first_call = self.calls
             self.calls += len(starts)
             rows: dict[int, list] = {}  # chunk index -> [(tokens, logprobs, extras) per sample] per prompt
+            work: dict[int, tuple[int, int]] = {}  # chunk index -> (row-steps, decode steps incl. the prefill's)
             for j, lo in enumerate(starts):
                 if is_multihost() and j % jax.process_count() != jax.process_index():
                     continue
@@ -154,7 +160,8 @@ class Sampler:
                 res = generate(policy.model, params, prompts[lo:lo + chunk], max_new_tokens=max_new,
                                num_samples=n, temperature=temperature, top_p=top_p, top_k=top_k,
                                eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
-                               mesh=mesh, rules=self.cfg.rules, **stats)
+                               mesh=mesh, rules=self.cfg.rules, **stats, **rows_at_once)
+                work[j] = (res.row_steps, res.decode_steps + 1)
                 rows[j] = [[(res.tokens[i, g, :int(res.lengths[i, g])].astype(np.int32),
                              np.asarray(res.logprobs[i, g, :int(res.lengths[i, g])], np.float32),
                              {name: np.asarray(getattr(res, name)[i, g, :int(res.lengths[i, g])], np.float32)
@@ -164,11 +171,14 @@ class Sampler:
                 rows = _gather_chunks(rows, (role, len(prompts), n, self.step, first_call))
             if not self.timer.in_eval:
                 acc = self.tail.setdefault(role, [0, 0, 0])
-                for chunk_rows in rows.values():
+                for j, chunk_rows in rows.items():
                     lengths = [len(t) for samples in chunk_rows for t, _, _ in samples]
                     acc[0] += sum(lengths)
-                    acc[1] += len(lengths) * max(lengths, default=0)
-                    acc[2] += max(lengths, default=0)
+                    if j in work and rows_at_once:  # rows x steps of the refilled batch
+                        acc[1], acc[2] = acc[1] + work[j][0], acc[2] + work[j][1]
+                    else:  # lockstep: every row until the longest ends (also the other processes' chunks)
+                        acc[1] += len(lengths) * max(lengths, default=0)
+                        acc[2] += max(lengths, default=0)
             for j, lo in enumerate(starts):
                 for i, samples in enumerate(rows[j]):
                     prompt, row = prompts[lo + i], []

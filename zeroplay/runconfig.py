@@ -130,6 +130,8 @@ class LoopSpec:
     eval_role: str = "solver"  # the role whose policy is evaluated
     eval_at_start: bool = True  # evaluate the initial policy too (a row with step 0)
     sample_batch: int = 64  # prompts per sampler call (rows = prompts x samples)
+    continuous_batching: bool = False  # one call of sample_batch x samples rows, refilled as they end
+    #                                    (zeroplay.sampling.continuous; one process: several sample chunks)
     train_row_multiple: int = 8  # train batches are padded to a multiple of this many rows
     train_len_multiple: int = 64  # ... and of this many tokens (fewer recompilations)
     train_row_growth: float = 0.0  # > 1: rows further rounded up to multiple * ceil(growth^k) (loop.row_bucket)

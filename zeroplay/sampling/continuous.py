@@ -31,6 +31,7 @@ import numpy as np
 from zeroplay.sampling.stop import StopChecker
 
 NO_LIMIT = 2 ** 30
+MIN_ROWS = 4  # the drain halves the batch down to this many rows
 
 
 def default_refill_rows(rows: int, num_samples: int) -> int:
@@ -43,22 +44,29 @@ def default_refill_rows(rows: int, num_samples: int) -> int:
 
 def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_len: int, rows: int, rng,
                       buckets, pad_token_id: int, checker: StopChecker | None, stop_check_every: int,
-                      refill_rows: int | None = None) -> dict[str, np.ndarray]:
+                      refill_rows: int | None = None, min_rows: int = MIN_ROWS) -> dict[str, np.ndarray]:
     """Run every prompt of `prompts` through `rows` decode rows; returns per request (row-major
     prompt i, sample j) "tokens", "logprobs" [N G, max_new] and "lengths" [N G], plus "entropy" and
-    "self_certainty" when the programs record them, and "refills" (how many refill calls ran)."""
+    "self_certainty" when the programs record them, "refills" (how many refill calls ran),
+    "decode_steps" and "row_steps" (the rows of each decode phase x its steps, plus one per request
+    for its prefill's token: what was decoded, useful or not).
+
+    The drain: once no prompt waits, the batch halves (`_Programs.compact`) whenever its live rows
+    fit in half of it, down to `min_rows`, so the last long rows do not drag the finished ones
+    along (on a CPU a step costs about in proportion to its rows)."""
     progs, g, max_new = plan.programs, plan.num_samples, plan.max_new_tokens
     n = len(prompts)
     m = state.tokens.shape[1]
     refill_at = int(refill_rows or default_refill_rows(rows, g))
     if refill_at < g:
         raise ValueError(f"refill_rows={refill_at} must be >= num_samples={g}: a prompt takes G rows at once")
+    min_rows = max(1, int(min_rows))
     stats = ("entropy", "self_certainty") if state.entropy is not None else ()
     out = {"tokens": np.zeros((n * g, max_new), np.int32), "logprobs": np.zeros((n * g, max_new), np.float32),
            "lengths": np.zeros((n * g,), np.int32), **{k: np.zeros((n * g, max_new), np.float32) for k in stats}}
     request = np.full(rows, -1, np.int64)  # the request each row holds (prompt * G + sample), -1 free
     queue = collections.deque(range(n))
-    refills = 0
+    refills, row_steps = 0, n * g  # each request's first token: one row-step of its prefill
     budget = jnp.int32(max_new)
 
     def refill(state):
@@ -90,9 +98,15 @@ def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_l
         before = len(queue)
         state = refill(state)
         refills += before != len(queue)
-        limit = int(state.step) + int(stop_check_every) if checker is not None else NO_LIMIT
+        step0 = int(state.step)
+        limit = step0 + int(stop_check_every) if checker is not None else NO_LIMIT
+        if queue:
+            exit_at = refill_at
+        else:  # draining: come back when the live rows fit in half the batch
+            exit_at = rows - rows // 2 if rows // 2 >= min_rows else rows + 1
         state = progs.decode_rows(plan.params, plan.weights, state, jnp.int32(limit), plan.temperature, plan.top_p,
-                                  plan.eos, budget, jnp.int32(refill_at if queue else rows + 1))
+                                  plan.eos, budget, jnp.int32(exit_at))
+        row_steps += rows * (int(state.step) - step0)
         finished, lengths = np.asarray(state.finished), np.asarray(state.lengths)
         tokens = np.asarray(state.tokens)
         if checker is not None:
@@ -111,5 +125,15 @@ def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_l
                 out[k][req] = np.asarray(getattr(state, k))[harvest, :max_new]
             request[harvest] = -1
         if not queue and (request < 0).all():
-            out["refills"] = refills
+            out.update(refills=refills, decode_steps=int(state.step) - 1, row_steps=row_steps)
             return out
+        live = int((request >= 0).sum())
+        new_rows = rows
+        while not queue and new_rows // 2 >= min_rows and live <= new_rows // 2:
+            new_rows //= 2
+        if new_rows < rows:
+            keep = np.concatenate([np.flatnonzero(request >= 0), np.flatnonzero(request < 0)])[:new_rows]
+            state = progs.compact(state, jnp.asarray(keep, jnp.int32), jnp.asarray(request[keep] >= 0))
+            request, rows = request[keep], new_rows
+            if checker is not None:
+                checker.take(keep)

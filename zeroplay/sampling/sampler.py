@@ -51,6 +51,11 @@ class SampleOutput:
     # entropy H(p) and self-certainty KL(U || p), float32 [N, G, max_new_tokens], 0 past lengths.
     entropy: np.ndarray | None = None
     self_certainty: np.ndarray | None = None
+    # The work it took: decode-loop iterations (after the prefill's first token), and the row-steps
+    # they and the prefill decoded (lockstep: N x G x (decode_steps + 1); continuous batching: the
+    # rows of each phase x its steps, plus one per request for its prefill's token).
+    decode_steps: int = 0
+    row_steps: int = 0
 
 
 @flax.struct.dataclass
@@ -118,6 +123,7 @@ class _Programs:
         self.decode_rows = jax.jit(functools.partial(self._decode, per_row=True), donate_argnums=(2,))
         self.refill = jax.jit(self._refill, donate_argnums=(2,))
         self.empty = jax.jit(self._empty, static_argnames=("rows", "prompt_len", "max_new"))
+        self.compact = jax.jit(self._compact)  # a smaller state: nothing of the input to reuse
         weights = cpu_decode.pack_weights if kernel else head_kernel
         self._weights = jax.jit(functools.partial(weights, cfg=self.cfg))
         self._last = (None, None)  # (weakrefs to the param leaves, their decode weights)
@@ -222,9 +228,9 @@ class _Programs:
         """A continuous-batching state of `rows` free rows (all finished), cache of P + M slots."""
         cfg, b, s = self.cfg, rows, prompt_len + max_new
         shape = (b, cfg.num_kv_heads, s, cfg.dim_per_head)
-        if self.kernel:
-            z = jnp.zeros((cfg.num_layers,) + shape, jnp.float32)
-            cache = (z, z)
+        if self.kernel:  # zeros through the kernel's fan-out: on huge pages, as `prefill`'s cache
+            one = jnp.zeros((cfg.num_layers, 1, cfg.num_kv_heads, 1, cfg.dim_per_head), jnp.float32)
+            cache = cpu_decode.fan_out((one, one), b, s)
         else:
             cache = tuple((jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype)) for _ in range(cfg.num_layers))
         stats = {k: jnp.zeros((b, max_new), jnp.float32) for k in ("entropy", "self_certainty")} if self.stats else {}
@@ -265,6 +271,19 @@ class _Programs:
             lengths=put(state.lengths, jnp.ones((b_new,), jnp.int32)),
             finished=put(state.finished, _is_eos(tok, eos) | (budget <= 1)), uniforms=put(state.uniforms, uniforms),
             **{k: put(getattr(state, k), x) for k, x in stats.items()})
+        return self._constrain(new)
+
+    def _compact(self, state: DecodeState, keep, live) -> DecodeState:
+        """The rows `keep` [B'] of the state as a state of B' rows (continuous batching's drain: once
+        no prompt waits, the live rows move to a smaller batch); rows with `live` False are free."""
+        _TRACES["refill"] += 1
+        take = lambda x: jnp.take(x, keep, axis=0)
+        cache = (tuple(jnp.take(c, keep, axis=1) for c in state.cache) if self.kernel
+                 else jax.tree.map(take, state.cache))
+        rows = {f: take(getattr(state, f)) for f in ("kv_mask", "last", "next_pos", "tokens", "logprobs", "lengths",
+                                                     "uniforms")}
+        stats = {k: take(getattr(state, k)) for k in ("entropy", "self_certainty")} if self.stats else {}
+        new = state.replace(cache=cache, finished=take(state.finished) | ~live, **rows, **stats)
         return self._constrain(new)
 
     def _decode(self, params, weights, state: DecodeState, limit, temperature, top_p, eos, budget=None,
@@ -435,18 +454,19 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     generated token, H(p) and KL(U || p) of the model's untempered distribution p at that step,
     computed from the logits the decode step already returns (XLA or CPU kernel), 0 past lengths.
     Off by default: the default programs are unchanged and compute neither.
-    max_rows: decode at most this many rows at once (rounded down to a multiple of num_samples);
-    when the N x G rows exceed it, continuous batching (`continuous.py`): a row that finishes is
-    refilled with the next waiting prompt once `refill_rows` rows are free (default
-    max(G, max_rows / 8)). Same tokens and logprobs as without it; None: all rows at once.
+    max_rows: continuous batching (`continuous.py`): decode at most this many rows at once (rounded
+    down to a multiple of num_samples); a row that finishes is refilled with the next waiting
+    prompt once `refill_rows` rows are free (default max(G, max_rows / 8)), and once none waits the
+    batch halves as its rows end. Same tokens and logprobs as without it; None: every row at once,
+    in lockstep until the longest ends.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
     if max_rows is not None and int(max_rows) < int(num_samples):
         raise ValueError(f"max_rows={max_rows} must be >= num_samples={num_samples}: a prompt's rows start together")
     rows = None
-    if max_rows is not None and len(prompts) * int(num_samples) > int(max_rows):
-        rows = int(max_rows) // int(num_samples) * int(num_samples)
+    if max_rows is not None:
+        rows = min(int(max_rows), len(prompts) * int(num_samples)) // int(num_samples) * int(num_samples)
     state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
                           temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
                           mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
@@ -460,7 +480,8 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
                                 rows=rows, rng=_as_raw_key(rng), buckets=buckets or DEFAULT_BUCKETS,
                                 pad_token_id=pad_token_id, checker=checker, stop_check_every=stop_check_every,
                                 refill_rows=refill_rows)
-        return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats)
+        return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, res["decode_steps"],
+                       res["row_steps"])
     if checker is None:
         state = plan.decode(state, max_new_tokens)
     else:
@@ -478,11 +499,12 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
            "lengths": np.minimum(np.asarray(state.lengths)[: n * g], max_new_tokens)}
     for name in ("entropy", "self_certainty") if token_stats else ():
         res[name] = np.asarray(getattr(state, name))[: n * g, :max_new_tokens]
-    return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats)
+    steps = int(state.step) - 1
+    return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, steps, n * g * (steps + 1))
 
 
-def _output(res: dict, n: int, g: int, max_new_tokens: int, pad_token_id: int, checker, token_stats: bool
-            ) -> SampleOutput:
+def _output(res: dict, n: int, g: int, max_new_tokens: int, pad_token_id: int, checker, token_stats: bool,
+            decode_steps: int, row_steps: int) -> SampleOutput:
     """Rows [N G, ...] cut at their stop strings, padded past their lengths, shaped [N, G, ...]."""
     tokens, logprobs, lengths = res["tokens"], res["logprobs"], res["lengths"]
     if checker is not None:
@@ -495,4 +517,5 @@ def _output(res: dict, n: int, g: int, max_new_tokens: int, pad_token_id: int, c
         for name in ("entropy", "self_certainty"):
             stats[name] = np.where(past, 0.0, res[name]).astype(np.float32).reshape(n, g, max_new_tokens)
     return SampleOutput(tokens=tokens.reshape(n, g, max_new_tokens), lengths=lengths.astype(np.int32).reshape(n, g),
-                        logprobs=logprobs.reshape(n, g, max_new_tokens), **stats)
+                        logprobs=logprobs.reshape(n, g, max_new_tokens), decode_steps=decode_steps,
+                        row_steps=row_steps, **stats)

@@ -37,6 +37,11 @@ class StopChecker:
         if self.stopped is not None:
             self.stopped[rows] = False
 
+    def take(self, rows: np.ndarray) -> None:
+        """The rows moved to a smaller batch (continuous batching's drain): row i is old row rows[i]."""
+        if self.stopped is not None:
+            self.stopped = self.stopped[rows]
+
     def lengths(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Per row, the shortest prefix whose text contains a stop string (else its length)."""
         out = lengths.copy()
