@@ -2,6 +2,7 @@
 
     python benchmarks/selfplay_step.py [--configs azr,pasodoble,co_rewarding_ii] [--steps 2] [--out steps.json]
     python benchmarks/selfplay_step.py --variant tiny      # the same on random tiny models (seconds)
+    python benchmarks/selfplay_step.py --configs co_rewarding_ii --continuous on   # loop.continuous_batching
 
 Runs each config's default variant (SmolLM2-135M-Instruct) for `--steps` steps through
 `zeroplay.loop.run` in a scratch folder, evaluation off, and prints the last step's stages from its
@@ -53,7 +54,8 @@ def stages(row: dict) -> dict[str, float]:
     return out
 
 
-def run_one(name: str, steps: int, workdir: str, variant: str | None = None) -> tuple[list[dict], int]:
+def run_one(name: str, steps: int, workdir: str, variant: str | None = None,
+            continuous: bool | None = None) -> tuple[list[dict], int]:
     """(the metrics rows of `steps` steps, the parameter count of the first policy's model)."""
     from train_step import SMOLLM2_135M
 
@@ -65,6 +67,8 @@ def run_one(name: str, steps: int, workdir: str, variant: str | None = None) -> 
     c.loop.progress = False
     c.loop.eval_every = 0
     c.loop.eval_at_start = False
+    if continuous is not None:
+        c.loop.continuous_batching = continuous
     if "eval_benchmarks" in c.loop:
         c.loop.eval_benchmarks = ()
     cfg = runconfig.parse(c)
@@ -118,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default=None, help="config variant (default: the embedded SmolLM2 one)")
     p.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--out", default=None)
+    p.add_argument("--continuous", choices=("on", "off"), default=None,
+                   help="set loop.continuous_batching (default: each config's own)")
     a = p.parse_args(argv)
 
     from machine import machine_rates
@@ -130,7 +136,8 @@ def main(argv=None) -> int:
     for name in a.configs.split(","):
         workdir = os.path.join(a.workdir, name) if a.workdir else tempfile.mkdtemp(prefix=f"step_{name}_")
         t0 = time.perf_counter()
-        rows, params = run_one(name, a.steps, workdir, a.variant)
+        rows, params = run_one(name, a.steps, workdir, a.variant,
+                               None if a.continuous is None else a.continuous == "on")
         out["configs"][name] = table(name, rows, rates, params, 4 * params)
         out["configs"][name]["params"] = params
         out["configs"][name]["wall_s"] = time.perf_counter() - t0

@@ -40,6 +40,9 @@ def get_config(arg=None):
                         kl_coef=0.001, kl_estimator="k3", b1=0.9, b2=0.999, eps=1e-8),
         full_sampling=dict(max_prompt_tokens=512, max_new_tokens=3072, temperature=1.0, top_p=1.0),
         full_steps=full_steps)
+    # Its answers have a long tail (a third to a half of lockstep row-steps on finished rows):
+    # rows refilled as they end, the drain's batch halved (docs/performance.md, continuous batching).
+    c.loop.continuous_batching = True
     if paper_ema:
         c.policies.policy.teacher.ema_end = PAPER_EMA_END
     if arg and arg.endswith("-gpu4"):  # 4 x 80 GB: one row per GPU per micro-batch, half the sampler rows

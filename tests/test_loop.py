@@ -250,8 +250,8 @@ def test_zero_advantage_rows_leave_the_batch_and_the_update_is_the_kept_rows_upd
 
 def test_continuous_batching_samples_what_one_lockstep_call_would():
     """loop.continuous_batching: one sampler call of sample_batch rows refilled as they end gives
-    the completions of one lockstep call over every prompt with the same key, and its long-tail
-    metric counts the refilled batch's row-steps."""
+    the completions of one lockstep call over every prompt with the same key, and of the lockstep
+    chunks the loop samples without it; its long-tail metric counts the refilled batch's row-steps."""
     from zeroplay.sampling import generate
 
     d = _one_device(letters_game.tiny_config(steps=1))
@@ -272,6 +272,9 @@ def test_continuous_batching_samples_what_one_lockstep_call_would():
             n = int(ref.lengths[i, j])
             assert c.tokens == ref.tokens[i, j, :n].tolist()
             np.testing.assert_allclose(c.logprobs, ref.logprobs[i, j, :n], atol=1e-5, rtol=0)
+    d["loop"]["continuous_batching"] = False  # lockstep chunks of 2 prompts, each at its offset: the same
+    chunked = loop.Sampler(runconfig.parse(d), policies, tok, mesh, loop.StageTimer())("solver", prompts, 2)
+    assert [[c.tokens for c in row] for row in chunked] == [[c.tokens for c in row] for row in out]
     tail = sampler.tail_metrics()
     steps = tail["sample/solver/decode_steps"]
     used = sum(len(c.tokens) for row in out for c in row)

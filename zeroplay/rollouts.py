@@ -73,7 +73,9 @@ class StageTimer:
 
 class Sampler:
     """`ctx.sample` for a game: one role's prompts through its policy's live params, in chunks of
-    `loop.sample_batch` prompts. The key of call c at step s is fold_in(fold_in(seed, s), c).
+    `loop.sample_batch` prompts. The key of a call at step s is fold_in(fold_in(seed, s), c), c the
+    step's count of chunks before it; a chunk's prompts draw the streams of their places in the
+    call (`generate(prompt_offset=...)`), so the chunks sample what one call would.
 
     Multi-host: chunk j of a call is sampled by process j mod P on its own devices (a copy of the
     params gathered from the global mesh once per update, on a mesh of the local devices), then
@@ -155,11 +157,13 @@ class Sampler:
             for j, lo in enumerate(starts):
                 if is_multihost() and j % jax.process_count() != jax.process_index():
                     continue
+                # One key per call; chunk j's prompts draw the streams of their places in the call,
+                # so chunked and continuous sampling give the same completions.
                 key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), self.step),
-                                         first_call + j)
+                                         first_call)
                 res = generate(policy.model, params, prompts[lo:lo + chunk], max_new_tokens=max_new,
                                num_samples=n, temperature=temperature, top_p=top_p, top_k=top_k,
-                               eos_token_ids=self.eos, rng=key, pad_token_id=self.pad,
+                               eos_token_ids=self.eos, rng=key, pad_token_id=self.pad, prompt_offset=lo,
                                mesh=mesh, rules=self.cfg.rules, **stats, **rows_at_once)
                 work[j] = (res.row_steps, res.decode_steps + 1)
                 rows[j] = [[(res.tokens[i, g, :int(res.lengths[i, g])].astype(np.int32),

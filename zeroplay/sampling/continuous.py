@@ -44,7 +44,8 @@ def default_refill_rows(rows: int, num_samples: int) -> int:
 
 def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_len: int, rows: int, rng,
                       buckets, pad_token_id: int, checker: StopChecker | None, stop_check_every: int,
-                      refill_rows: int | None = None, min_rows: int = MIN_ROWS) -> dict[str, np.ndarray]:
+                      refill_rows: int | None = None, min_rows: int = MIN_ROWS,
+                      prompt_offset: int = 0) -> dict[str, np.ndarray]:
     """Run every prompt of `prompts` through `rows` decode rows; returns per request (row-major
     prompt i, sample j) "tokens", "logprobs" [N G, max_new] and "lengths" [N G], plus "entropy" and
     "self_certainty" when the programs record them, "refills" (how many refill calls ran),
@@ -88,6 +89,7 @@ def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_l
         prompt_idx[:k * g] = np.repeat(take, g)
         sample_idx = np.tile(np.arange(g, dtype=np.int32), k_pad)
         request[free[:k * g]] = prompt_idx[:k * g].astype(np.int64) * g + sample_idx[:k * g]
+        prompt_idx[:k * g] += prompt_offset  # the random stream of prompt prompt_offset + i
         if checker is not None:
             checker.reset(free[:k * g])
         return progs.refill(plan.params, plan.weights, state, jnp.asarray(ids), jnp.asarray(mask),

@@ -199,7 +199,7 @@ class _Programs:
         tok, lp = choose(jnp.repeat(logits, g, axis=0), uniforms[:, 0], self.mode, temperature, top_p)
         return tok, lp, stats
 
-    def _prefill(self, params, weights, ids, mask, rng, n_real, temperature, top_p, eos, *, max_new: int):
+    def _prefill(self, params, weights, ids, mask, rng, n_real, offset, temperature, top_p, eos, *, max_new: int):
         _TRACES["prefill"] += 1
         g = self.g
         n, p = ids.shape
@@ -213,7 +213,7 @@ class _Programs:
                                 cache)
         kv_mask = jnp.concatenate([jnp.repeat(mask, g, axis=0), jnp.ones((b, max_new), bool)], axis=1)
         prompt_idx = jnp.arange(b, dtype=jnp.int32) // g
-        uniforms = row_uniforms(rng, prompt_idx, jnp.arange(b, dtype=jnp.int32) % g, max_new)
+        uniforms = row_uniforms(rng, prompt_idx + offset, jnp.arange(b, dtype=jnp.int32) % g, max_new)
         tok, lp, stats = self._first_tokens(logits, uniforms, temperature, top_p, max_new)
         pad_row = prompt_idx >= n_real
         tokens = jnp.zeros((b, max_new), jnp.int32).at[:, 0].set(tok)
@@ -390,7 +390,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos_token_ids: Sequence[int] = (),
             rng=None, mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
             pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False,
-            rows: int | None = None) -> tuple[DecodeState, Plan]:
+            rows: int | None = None, prompt_offset: int = 0) -> tuple[DecodeState, Plan]:
     """Validate, bucket and prefill: the state after the first generated token, and its plan.
     token_stats: the state also carries per-token entropy and self-certainty (see generate).
     rows: continuous batching instead (`continuous.py`): an empty state of `rows` free rows."""
@@ -425,7 +425,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
         state = progs.empty(rows=int(rows), prompt_len=p_len, max_new=m)
     else:
         state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n),
-                              temp, top_p_arr, eos_arr, max_new=m)
+                              jnp.int32(prompt_offset), temp, top_p_arr, eos_arr, max_new=m)
     plan = Plan(programs=progs, params=params, weights=weights, temperature=temp, top_p=top_p_arr,
                 eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
     return state, plan
@@ -436,7 +436,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
              rng=None, stop_strings: Sequence[str] = (), tokenizer=None, stop_check_every: int = 16,
              mesh=None, rules=None, buckets: Buckets | None = None, max_cache_len: int | None = None,
              pad_token_id: int = 0, decode_kernel: str = "auto", token_stats: bool = False,
-             max_rows: int | None = None, refill_rows: int | None = None) -> SampleOutput:
+             max_rows: int | None = None, refill_rows: int | None = None, prompt_offset: int = 0) -> SampleOutput:
     """Sample `num_samples` completions of every prompt (see the module docstring).
 
     tokens [N, G, max_new_tokens] int32; lengths [N, G] int32 (a completion ends after its first
@@ -459,6 +459,8 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     prompt once `refill_rows` rows are free (default max(G, max_rows / 8)), and once none waits the
     batch halves as its rows end. Same tokens and logprobs as without it; None: every row at once,
     in lockstep until the longest ends.
+    prompt_offset: prompt i draws the random stream of prompt prompt_offset + i, so that calls on
+    consecutive slices of a list of prompts, with one key, sample what one call on the list would.
     """
     if stop_strings and tokenizer is None:
         raise ValueError("stop_strings need a tokenizer to decode the completions")
@@ -470,7 +472,8 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     state, plan = prefill(model, params, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
                           temperature=temperature, top_p=top_p, top_k=top_k, eos_token_ids=eos_token_ids, rng=rng,
                           mesh=mesh, rules=rules, buckets=buckets, max_cache_len=max_cache_len,
-                          pad_token_id=pad_token_id, decode_kernel=decode_kernel, token_stats=token_stats, rows=rows)
+                          pad_token_id=pad_token_id, decode_kernel=decode_kernel, token_stats=token_stats, rows=rows,
+                          prompt_offset=prompt_offset)
     n, g, max_new_tokens = plan.num_prompts, plan.num_samples, plan.max_new_tokens
     checker = StopChecker(stop_strings, tokenizer) if stop_strings else None
     if rows is not None:
@@ -479,7 +482,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
         res = decode_continuous(state, plan, prompts, prompt_len=state.kv_mask.shape[1] - state.tokens.shape[1],
                                 rows=rows, rng=_as_raw_key(rng), buckets=buckets or DEFAULT_BUCKETS,
                                 pad_token_id=pad_token_id, checker=checker, stop_check_every=stop_check_every,
-                                refill_rows=refill_rows)
+                                refill_rows=refill_rows, prompt_offset=prompt_offset)
         return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, res["decode_steps"],
                        res["row_steps"])
     if checker is None:
