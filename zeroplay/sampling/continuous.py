@@ -28,6 +28,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from zeroplay.sampling.host_io import left_padded
 from zeroplay.sampling.stop import StopChecker
 
 NO_LIMIT = 2 ** 30
@@ -76,13 +77,8 @@ def decode_continuous(state, plan, prompts: Sequence[Sequence[int]], *, prompt_l
         if k == 0:
             return state
         take = [queue.popleft() for _ in range(k)]
-        k_pad = buckets.batch(k)
-        ids = np.full((k_pad, prompt_len), pad_token_id, np.int32)
-        mask = np.zeros((k_pad, prompt_len), bool)
-        mask[k:, -1] = True  # padding prompts: one dummy token, their rows dropped
-        for i, idx in enumerate(take):
-            ids[i, prompt_len - len(prompts[idx]):] = prompts[idx]
-            mask[i, prompt_len - len(prompts[idx]):] = True
+        k_pad = buckets.batch(k)  # padding prompts' rows are dropped
+        ids, mask = left_padded([prompts[i] for i in take], k_pad, prompt_len, pad_token_id)
         target = np.full(k_pad * g, rows, np.int32)  # index `rows`: out of bounds, dropped
         target[:k * g] = free[:k * g]
         prompt_idx = np.zeros(k_pad * g, np.int32)

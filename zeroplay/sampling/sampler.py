@@ -30,6 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from zeroplay.models.decoder import init_cache, lm_head_kernel
 from zeroplay.sampling import cpu_decode
 from zeroplay.sampling.buckets import DEFAULT_BUCKETS, Buckets
+from zeroplay.sampling.host_io import SampleOutput, left_padded, place_params, raw_key, sample_output, validate
 from zeroplay.sampling.decode_step import CACHE_AXES, decode_step, head_kernel, split_cache, unstack_layers
 from zeroplay.sampling.logits_processing import SamplingMode, choose, row_uniforms, token_stats
 from zeroplay.sampling.stop import StopChecker
@@ -40,22 +41,6 @@ _TRACES = {"prefill": 0, "decode": 0, "refill": 0}
 def compile_count() -> int:
     """How many sampler programs have been traced (each trace is one XLA compilation)."""
     return sum(_TRACES.values())
-
-
-@dataclasses.dataclass
-class SampleOutput:
-    tokens: np.ndarray  # int32 [N, G, max_new_tokens]
-    lengths: np.ndarray  # int32 [N, G]
-    logprobs: np.ndarray  # float32 [N, G, max_new_tokens]
-    # With token_stats=True, per generated token from the untempered logits the step computed:
-    # entropy H(p) and self-certainty KL(U || p), float32 [N, G, max_new_tokens], 0 past lengths.
-    entropy: np.ndarray | None = None
-    self_certainty: np.ndarray | None = None
-    # The work it took: decode-loop iterations (after the prefill's first token), and the row-steps
-    # they and the prefill decoded (lockstep: N x G x (decode_steps + 1); continuous batching: the
-    # rows of each phase x its steps, plus one per request for its prefill's token).
-    decode_steps: int = 0
-    row_steps: int = 0
 
 
 @flax.struct.dataclass
@@ -72,32 +57,6 @@ class DecodeState:
     step: jax.Array  # int32 []: decode steps run (lockstep: tokens generated so far by every row)
     entropy: jax.Array | None = None  # float32 [B, M] with token_stats (None: not computed)
     self_certainty: jax.Array | None = None  # float32 [B, M] with token_stats
-
-
-def _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, vocab_size, max_len):
-    if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
-        raise ValueError("prompts must be a non-empty list of token-id lists")
-    if int(max_new_tokens) <= 0:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if int(num_samples) <= 0:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if not (0.0 < float(top_p) <= 1.0):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if float(temperature) < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if int(top_k) < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
-        arr = np.asarray(p)
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"prompt {i} is not a flat list of integer token ids")
-        if arr.min() < 0 or arr.max() >= vocab_size:
-            raise ValueError(f"prompt {i} has token ids outside [0, {vocab_size})")
-        if len(p) + int(max_new_tokens) > max_len:
-            raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it needs "
-                             f"{len(p) + int(max_new_tokens)} cache slots but the cache allows {max_len}")
 
 
 def _is_eos(tok: jax.Array, eos: jax.Array) -> jax.Array:
@@ -349,24 +308,6 @@ def _programs(model, mode, num_samples, mesh, rules, kernel, stats=False) -> _Pr
     return _PROGRAMS[key]
 
 
-def _as_raw_key(rng) -> jax.Array:
-    if rng is None:
-        return jax.random.PRNGKey(0)
-    if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(rng)
-    return jnp.asarray(rng, jnp.uint32)
-
-
-def _place_params(params, model, mesh, rules):
-    from zeroplay.models.decoder import logical_axes
-    from zeroplay.parallel import param_shardings
-
-    shardings = param_shardings(params, logical_axes(model.cfg), mesh, rules)
-    # device_put is a no-op for leaves that already have this sharding (live training params).
-    return jax.tree.map(lambda x, s: x if getattr(x, "sharding", None) == s else jax.device_put(x, s),
-                        params, shardings)
-
-
 @dataclasses.dataclass
 class Plan:
     """What the decode calls of one request need besides the state."""
@@ -396,7 +337,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     rows: continuous batching instead (`continuous.py`): an empty state of `rows` free rows."""
     cfg = model.cfg
     max_len = int(max_cache_len or cfg.max_position_embeddings)
-    _validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
+    validate(prompts, max_new_tokens, num_samples, temperature, top_p, top_k, cfg.vocab_size, max_len)
     buckets = buckets or DEFAULT_BUCKETS
     n, g, max_new_tokens = len(prompts), int(num_samples), int(max_new_tokens)
     mode = SamplingMode.from_args(float(temperature), float(top_p), int(top_k), cfg.vocab_size)
@@ -404,19 +345,14 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     n_pad = buckets.batch(n)
     m = buckets.new(max_new_tokens)
 
-    ids = np.full((n_pad, p_len), pad_token_id, np.int32)
-    mask = np.zeros((n_pad, p_len), bool)
-    for i, prompt in enumerate(prompts):
-        ids[i, p_len - len(prompt):] = prompt
-        mask[i, p_len - len(prompt):] = True
-    mask[n:, -1] = True  # padding rows: one dummy token, finished from the start
+    ids, mask = left_padded(prompts, n_pad, p_len, pad_token_id)
     eos = np.full((max(4, -(-len(eos_token_ids) // 4) * 4),), -1, np.int32)
     eos[:len(eos_token_ids)] = list(eos_token_ids)
 
     kernel = cpu_decode.use_cpu_kernel(decode_kernel, cfg, mesh)
     progs = _programs(model, mode, g, mesh, rules, kernel, bool(token_stats))
     if mesh is not None:
-        params = _place_params(params, model, mesh, rules)
+        params = place_params(params, model, mesh, rules)
     temp = jnp.float32(temperature if temperature > 0 else 1.0)
     top_p_arr = jnp.float32(top_p)
     eos_arr = jnp.asarray(eos)
@@ -424,7 +360,7 @@ def prefill(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     if rows is not None:
         state = progs.empty(rows=int(rows), prompt_len=p_len, max_new=m)
     else:
-        state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), _as_raw_key(rng), jnp.int32(n),
+        state = progs.prefill(params, weights, jnp.asarray(ids), jnp.asarray(mask), raw_key(rng), jnp.int32(n),
                               jnp.int32(prompt_offset), temp, top_p_arr, eos_arr, max_new=m)
     plan = Plan(programs=progs, params=params, weights=weights, temperature=temp, top_p=top_p_arr,
                 eos=eos_arr, num_prompts=n, num_samples=g, max_new_tokens=max_new_tokens)
@@ -480,10 +416,10 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
         from zeroplay.sampling.continuous import decode_continuous
 
         res = decode_continuous(state, plan, prompts, prompt_len=state.kv_mask.shape[1] - state.tokens.shape[1],
-                                rows=rows, rng=_as_raw_key(rng), buckets=buckets or DEFAULT_BUCKETS,
+                                rows=rows, rng=raw_key(rng), buckets=buckets or DEFAULT_BUCKETS,
                                 pad_token_id=pad_token_id, checker=checker, stop_check_every=stop_check_every,
                                 refill_rows=refill_rows, prompt_offset=prompt_offset)
-        return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, res["decode_steps"],
+        return sample_output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, res["decode_steps"],
                        res["row_steps"])
     if checker is None:
         state = plan.decode(state, max_new_tokens)
@@ -503,22 +439,4 @@ def generate(model, params, prompts: Sequence[Sequence[int]], *, max_new_tokens:
     for name in ("entropy", "self_certainty") if token_stats else ():
         res[name] = np.asarray(getattr(state, name))[: n * g, :max_new_tokens]
     steps = int(state.step) - 1
-    return _output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, steps, n * g * (steps + 1))
-
-
-def _output(res: dict, n: int, g: int, max_new_tokens: int, pad_token_id: int, checker, token_stats: bool,
-            decode_steps: int, row_steps: int) -> SampleOutput:
-    """Rows [N G, ...] cut at their stop strings, padded past their lengths, shaped [N, G, ...]."""
-    tokens, logprobs, lengths = res["tokens"], res["logprobs"], res["lengths"]
-    if checker is not None:
-        lengths = np.minimum(lengths, checker.lengths(tokens, lengths))
-    past = np.arange(max_new_tokens)[None, :] >= lengths[:, None]
-    tokens = np.where(past, pad_token_id, tokens).astype(np.int32)
-    logprobs = np.where(past, 0.0, logprobs).astype(np.float32)
-    stats = {}
-    if token_stats:
-        for name in ("entropy", "self_certainty"):
-            stats[name] = np.where(past, 0.0, res[name]).astype(np.float32).reshape(n, g, max_new_tokens)
-    return SampleOutput(tokens=tokens.reshape(n, g, max_new_tokens), lengths=lengths.astype(np.int32).reshape(n, g),
-                        logprobs=logprobs.reshape(n, g, max_new_tokens), decode_steps=decode_steps,
-                        row_steps=row_steps, **stats)
+    return sample_output(res, n, g, max_new_tokens, pad_token_id, checker, token_stats, steps, n * g * (steps + 1))
